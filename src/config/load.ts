@@ -1,0 +1,188 @@
+import { readFileSync } from 'node:fs';
+import yaml from 'js-yaml';
+import { z } from 'zod';
+import { FileConfig, ALL_ACTIONS, type Action, type SecretRef } from './schema.js';
+import { Secret } from './secret.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface TokenScope {
+  readonly secret: Secret;
+  readonly services: readonly string[];
+  readonly actions: readonly Action[];
+}
+
+export interface RepositoryCredentials {
+  readonly username?: string | undefined;
+  readonly password?: Secret | undefined;
+  readonly token?: Secret | undefined;
+  readonly sshKey?: Secret | undefined;
+  readonly knownHosts?: Secret | undefined;
+}
+
+type FileService = FileConfig['services'][string];
+export interface ServiceConfig extends Omit<FileService, 'repository'> {
+  readonly name: string;
+  readonly repository: Omit<FileService['repository'], 'credentials'> & {
+    readonly credentials?: RepositoryCredentials | undefined;
+  };
+}
+
+export interface RegistryCredentials {
+  readonly username?: string | undefined;
+  readonly password?: Secret | undefined;
+  readonly insecure: boolean;
+}
+
+/** The configuration after parsing and resolving every secret reference; parsed once at start, passed down. */
+export interface Config extends Omit<FileConfig, 'tokens' | 'services' | 'registries' | 'reports'> {
+  readonly tokens: Readonly<Record<string, TokenScope>>;
+  readonly services: Readonly<Record<string, ServiceConfig>>;
+  readonly registries: Readonly<Record<string, RegistryCredentials>>;
+  readonly reports: {
+    readonly bugsnag?:
+      | { apiKey: Secret; notifyEndpoint?: string | undefined; sessionsEndpoint?: string | undefined; releaseStage: string }
+      | undefined;
+    readonly slack?: { webhookUrl: Secret; notifyOnSuccess: boolean } | undefined;
+  };
+}
+
+/** A configuration that cannot be used; the message names the key and the problem. */
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The token name of the original deployer's single `DEPLOYER_AUTH_TOKEN`; it has every scope. */
+export const LEGACY_TOKEN_NAME = 'auth_token';
+
+/**
+ * Loads the configuration: the YAML file `DEPLOYER_CONFIG` names (none: defaults only), then environment overrides:
+ * `DEPLOYER_AUTH_TOKEN` (one token with every scope, as in the original), `PORT`/`DEPLOYER_PORT`.
+ */
+export function loadConfig(env: Env, options: { file?: string | undefined } = {}): Config {
+  const file = options.file ?? env['DEPLOYER_CONFIG'];
+  let raw: unknown = {};
+  if (file !== undefined && file !== '') {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      raw = yaml.load(text, { filename: file }) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return parseConfig(raw, env);
+}
+
+/** Parses an already-read configuration object; see `loadConfig`. */
+export function parseConfig(raw: unknown, env: Env): Config {
+  const parsed = FileConfig.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`invalid config: ${describeIssues(parsed.error)}`);
+  const fc = parsed.data;
+  const secret = (ref: SecretRef, key: string): Secret => resolveSecret(ref, key, env);
+
+  const tokens: Record<string, TokenScope> = {};
+  for (const [tokenName, t] of Object.entries(fc.tokens)) {
+    tokens[tokenName] = { secret: secret(t.secret, `tokens.${tokenName}.secret`), services: t.services, actions: t.actions };
+  }
+  const legacy = env['DEPLOYER_AUTH_TOKEN'];
+  if (legacy !== undefined && legacy !== '') {
+    tokens[LEGACY_TOKEN_NAME] = { secret: new Secret(legacy), services: ['*'], actions: [...ALL_ACTIONS] };
+  }
+
+  const services: Record<string, ServiceConfig> = {};
+  for (const [serviceName, s] of Object.entries(fc.services)) {
+    const c = s.repository.credentials;
+    const key = `services.${serviceName}.repository.credentials`;
+    const opt = (ref: SecretRef | undefined, k: string): Secret | undefined =>
+      ref === undefined ? undefined : secret(ref, `${key}.${k}`);
+    services[serviceName] = {
+      ...s,
+      name: serviceName,
+      repository: {
+        ...s.repository,
+        credentials:
+          c === undefined
+            ? undefined
+            : {
+                username: c.username,
+                password: opt(c.password, 'password'),
+                token: opt(c.token, 'token'),
+                sshKey: opt(c.sshKey, 'sshKey'),
+                knownHosts: opt(c.knownHosts, 'knownHosts'),
+              },
+      },
+    };
+  }
+
+  const registries: Record<string, RegistryCredentials> = {};
+  for (const [host, r] of Object.entries(fc.registries)) {
+    registries[host] = {
+      username: r.username,
+      password: r.password === undefined ? undefined : secret(r.password, `registries.${host}.password`),
+      insecure: r.insecure,
+    };
+  }
+
+  const { bugsnag, slack } = fc.reports;
+  const port = env['DEPLOYER_PORT'] ?? env['PORT'];
+  const listen = { ...fc.listen };
+  if (port !== undefined && port !== '') {
+    const n = Number(port);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`PORT: "${port}" is not a port number`);
+    listen.port = n;
+  }
+
+  if (Object.keys(tokens).length === 0 && !fc.insecureNoAuth) {
+    throw new ConfigError(
+      'tokens: no token is configured; add one under "tokens", set DEPLOYER_AUTH_TOKEN, ' +
+        'or set "insecureNoAuth: true" to run without authentication (demos only)',
+    );
+  }
+
+  return {
+    ...fc,
+    listen,
+    tokens,
+    services,
+    registries,
+    reports: {
+      bugsnag: bugsnag && { ...bugsnag, apiKey: secret(bugsnag.apiKey, 'reports.bugsnag.apiKey') },
+      slack: slack && { ...slack, webhookUrl: secret(slack.webhookUrl, 'reports.slack.webhookUrl') },
+    },
+  };
+}
+
+function resolveSecret(ref: SecretRef, key: string, env: Env): Secret {
+  if ('value' in ref) return new Secret(ref.value);
+  if ('env' in ref) {
+    const v = env[ref.env];
+    if (v === undefined || v === '') throw new ConfigError(`${key}: environment variable ${ref.env} is not set`);
+    return new Secret(v);
+  }
+  let v: string;
+  try {
+    v = readFileSync(ref.file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${key}: cannot read ${ref.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: err,
+    });
+  }
+  // A mounted Secret file usually ends with a newline that is not part of the secret.
+  v = v.replace(/\r?\n$/, '');
+  if (v === '') throw new ConfigError(`${key}: ${ref.file} is empty`);
+  return new Secret(v);
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length === 0 ? '(top level)' : i.path.map(String).join('.')}: ${i.message}`)
+    .join('; ');
+}

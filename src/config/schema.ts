@@ -1,0 +1,120 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's schema. Secrets are given by reference (an environment variable or a mounted file,
+ * as a Kubernetes Secret would be), or inline with `value` for demos; the loader resolves them into `Secret`s.
+ */
+export const SecretRef = z.union([
+  z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name') }),
+  z.strictObject({ file: z.string().min(1) }),
+  z.strictObject({ value: z.string().min(1) }),
+]);
+export type SecretRef = z.infer<typeof SecretRef>;
+
+export const Action = z.enum(['read', 'deploy', 'canary', 'rollback', 'promote']);
+export type Action = z.infer<typeof Action>;
+export const ALL_ACTIONS: readonly Action[] = Action.options;
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'lower-case letters, digits and "-" (a DNS label)')
+  .max(63);
+
+export const TokenConfig = z.strictObject({
+  secret: SecretRef,
+  services: z.array(z.string().min(1)).min(1).default(['*']),
+  actions: z.array(Action).min(1).default([...ALL_ACTIONS]),
+});
+
+export const RepositoryCredentials = z.strictObject({
+  username: z.string().min(1).optional(),
+  password: SecretRef.optional(),
+  token: SecretRef.optional(),
+  sshKey: SecretRef.optional(),
+  knownHosts: SecretRef.optional(),
+});
+
+export const ServiceConfig = z.strictObject({
+  repository: z.strictObject({
+    url: z.string().min(1),
+    type: z.enum(['git', 'svn']).default('git'),
+    credentials: RepositoryCredentials.optional(),
+    /** The branch `GET /:service/tags` looks at when no commit is given. */
+    defaultBranch: z.string().min(1).default('main'),
+  }),
+  manifestsDir: z
+    .string()
+    .min(1)
+    .default('kubernetes')
+    .refine((d) => !d.startsWith('/') && !d.split('/').includes('..'), 'a relative path inside the repository'),
+  namespace: name.default('default'),
+  /** Namespaces other than `namespace` that objects of this service may name. */
+  allowNamespaces: z.array(name).default([]),
+  /** Whether the service's manifests may hold cluster-scoped objects (a repository must not grant itself rights). */
+  allowClusterScoped: z.boolean().default(false),
+});
+
+export const RegistryConfig = z.strictObject({
+  username: z.string().min(1).optional(),
+  password: SecretRef.optional(),
+  /** Use http instead of https (a registry on loopback or in the cluster). */
+  insecure: z.boolean().default(false),
+});
+
+export const FileConfig = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8080),
+    })
+    .prefault({}),
+  /** Allow starting without any token: every request is then allowed. Only for demos. */
+  insecureNoAuth: z.boolean().default(false),
+  tokens: z.record(name, TokenConfig).default({}),
+  services: z.record(name, ServiceConfig).default({}),
+  /** Keyed by registry host, with port where it has one (`registry.example.com`, `127.0.0.1:5000`). */
+  registries: z.record(z.string().min(1), RegistryConfig).default({}),
+  cache: z.strictObject({ dir: z.string().min(1).default('/var/cache/deployer') }).prefault({}),
+  versions: z
+    .strictObject({
+      /** How long to wait in total for CI's image tag to appear in the registry; 0 turns waiting off. */
+      registryWaitSeconds: z.number().min(0).max(600).default(55),
+      /** Write `image:tag@sha256:...` so a moved tag cannot change what runs. */
+      pinDigests: z.boolean().default(true),
+      /** Timeout of each call to git, svn or a registry. */
+      remoteTimeoutSeconds: z.number().positive().max(600).default(30),
+    })
+    .prefault({}),
+  reports: z
+    .strictObject({
+      bugsnag: z
+        .strictObject({
+          apiKey: SecretRef,
+          notifyEndpoint: z.url().optional(),
+          sessionsEndpoint: z.url().optional(),
+          releaseStage: z.string().default('production'),
+        })
+        .optional(),
+      slack: z
+        .strictObject({
+          webhookUrl: SecretRef,
+          notifyOnSuccess: z.boolean().default(false),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  kubernetes: z
+    .strictObject({
+      /** A kubeconfig file; unset means in-cluster service-account credentials, else the default kubeconfig. */
+      kubeconfig: z.string().min(1).optional(),
+      fieldManager: z.string().min(1).default('deployer'),
+    })
+    .prefault({}),
+  deploy: z
+    .strictObject({
+      /** How long a request waits for a running deploy of the same service before it answers 409. */
+      lockWaitSeconds: z.number().min(0).max(3600).default(120),
+    })
+    .prefault({}),
+});
+export type FileConfig = z.infer<typeof FileConfig>;
