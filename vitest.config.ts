@@ -10,6 +10,6 @@ export default defineConfig({
     // repositories and image names.
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default'],
+    reporters: ['default', './test/env/log-reporter.ts'],
   },
 });

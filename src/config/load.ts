@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import yaml from 'js-yaml';
+import { load as loadYaml } from 'js-yaml';
 import { z } from 'zod';
 import { FileConfig, ALL_ACTIONS, type Action, type SecretRef } from './schema.js';
 import { Secret } from './secret.js';
@@ -55,6 +55,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Service names that would be shadowed by the deployer's own endpoints (`GET /version`, `GET /healthz`). */
+export const RESERVED_SERVICE_NAMES: readonly string[] = ['version', 'healthz'];
+
 /** The token name of the original deployer's single `DEPLOYER_AUTH_TOKEN`; it has every scope. */
 export const LEGACY_TOKEN_NAME = 'auth_token';
 
@@ -73,7 +76,7 @@ export function loadConfig(env: Env, options: { file?: string | undefined } = {}
       throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      raw = yaml.load(text, { filename: file }) ?? {};
+      raw = loadYaml(text, { filename: file }) ?? {};
     } catch (err) {
       throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
     }
@@ -99,6 +102,9 @@ export function parseConfig(raw: unknown, env: Env): Config {
 
   const services: Record<string, ServiceConfig> = {};
   for (const [serviceName, s] of Object.entries(fc.services)) {
+    if (RESERVED_SERVICE_NAMES.includes(serviceName)) {
+      throw new ConfigError(`services.${serviceName}: the name is reserved for the deployer's own endpoint /${serviceName}`);
+    }
     const c = s.repository.credentials;
     const key = `services.${serviceName}.repository.credentials`;
     const opt = (ref: SecretRef | undefined, k: string): Secret | undefined =>
@@ -182,7 +188,14 @@ function resolveSecret(ref: SecretRef, key: string, env: Env): Secret {
 }
 
 function describeIssues(error: z.ZodError): string {
+  const at = (path: readonly PropertyKey[]): string =>
+    path.length === 0 ? '(top level)' : path.map(String).join('.');
   return error.issues
-    .map((i) => `${i.path.length === 0 ? '(top level)' : i.path.map(String).join('.')}: ${i.message}`)
+    .map((i) => {
+      // Name the offending key itself, not its parent: "listen.hots: unknown key" rather than "listen: ...".
+      if (i.code === 'unrecognized_keys') return i.keys.map((k) => `${at([...i.path, k])}: unknown key`).join('; ');
+      if (i.code === 'invalid_key') return `${at(i.path)}: invalid name: ${i.issues.map((n) => n.message).join(', ')}`;
+      return `${at(i.path)}: ${i.message}`;
+    })
     .join('; ');
 }

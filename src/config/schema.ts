@@ -4,11 +4,14 @@ import { z } from 'zod';
  * The configuration file's schema. Secrets are given by reference (an environment variable or a mounted file,
  * as a Kubernetes Secret would be), or inline with `value` for demos; the loader resolves them into `Secret`s.
  */
-export const SecretRef = z.union([
-  z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name') }),
-  z.strictObject({ file: z.string().min(1) }),
-  z.strictObject({ value: z.string().min(1) }),
-]);
+export const SecretRef = z.union(
+  [
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name') }),
+    z.strictObject({ file: z.string().min(1) }),
+    z.strictObject({ value: z.string().min(1) }),
+  ],
+  { error: 'a secret reference: { env: VARIABLE }, { file: PATH } or { value: "..." }' },
+);
 export type SecretRef = z.infer<typeof SecretRef>;
 
 export const Action = z.enum(['read', 'deploy', 'canary', 'rollback', 'promote']);
@@ -61,7 +64,11 @@ export const RegistryConfig = z.strictObject({
   insecure: z.boolean().default(false),
 });
 
+export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+export type LogLevel = z.infer<typeof LogLevel>;
+
 export const FileConfig = z.strictObject({
+  logLevel: LogLevel.default('info'),
   listen: z
     .strictObject({
       host: z.string().default('0.0.0.0'),

@@ -3,10 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type { Ground, PartName } from './ground.js';
-import { startKube } from './kube-plane.js';
-import { startRegistries } from './registry-server.js';
-import { startGitServer } from './git-server.js';
-import { startSvnServer } from './svn-server.js';
 
 /** A started part: what it tells the tests, and how to stop it (must not throw, must kill every process). */
 export interface Started<T> {
@@ -34,23 +30,28 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const ground: Ground = { logsDir };
   process.env['DEPLOYER_GROUND_LOGS'] = logsDir;
 
+  // Parts are imported only when started, so a focused run loads only what it needs.
   const starters: Record<PartName, () => Promise<void>> = {
     kube: async () => {
+      const { startKube } = await import('./kube-plane.js');
       const s = await startKube(join(base, 'kube'), logsDir);
       stops.push(s.stop);
       ground.kube = s.info;
     },
     registry: async () => {
+      const { startRegistries } = await import('./registry-server.js');
       const s = await startRegistries(join(base, 'registry'), logsDir);
       stops.push(s.stop);
       ground.registry = s.info;
     },
     git: async () => {
+      const { startGitServer } = await import('./git-server.js');
       const s = await startGitServer(join(base, 'git'), logsDir);
       stops.push(s.stop);
       ground.git = s.info;
     },
     svn: async () => {
+      const { startSvnServer } = await import('./svn-server.js');
       const s = await startSvnServer(join(base, 'svn'), logsDir);
       stops.push(s.stop);
       ground.svn = s.info;

@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/load.js';
+import type { DeployEngine } from './deploy/types.js';
+import { registerRoutes } from './http/routes.js';
+import { createHttpServer } from './http/server.js';
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** The deploy flow (src/deploy). Left out, deploy, canary and tags answer 501 and the rest works. */
+  readonly engine?: DeployEngine | undefined;
+  /** The deployer's own version, for `GET /version`. */
+  readonly version: string;
+}
+
+/**
+ * Wires the HTTP API (STYLE.md habit 1): the one place that knows both Fastify and the domain. Returns the Fastify
+ * instance, not yet listening; domain code never sees it.
+ */
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const { config, logger } = deps;
+  if (config.insecureNoAuth) {
+    logger.child({ module: 'app' }).warn('insecureNoAuth is set: every request is allowed without a token (demos only)');
+  }
+  const app = createHttpServer({ logger });
+  registerRoutes(app, { config, engine: deps.engine, version: deps.version });
+  return app;
+}

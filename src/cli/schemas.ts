@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import type { DeployResult as ServerDeployResult } from '../deploy/types.js';
+import type { ErrorBody as ServerErrorBody } from '../http/errors.js';
+import type { TagsView as ServerTagsView } from '../http/routes.js';
+import type { ServiceList as ServerServiceList, ServiceView as ServerServiceView, VersionView as ServerVersionView } from '../http/views.js';
+
+/**
+ * What depctl reads of the deployer's answers: only the fields it prints, so that a newer server with more fields
+ * still works with an older depctl. Enumerations the server may grow (kinds, actions, credential kinds) are plain
+ * strings here for the same reason. The type-only imports above are erased at build time: depctl never loads server
+ * code, but `tsc` fails below when a server view stops fitting its schema.
+ */
+
+export const ServiceList = z.object({ services: z.array(z.string()) });
+export type ServiceList = z.infer<typeof ServiceList>;
+
+export const VersionView = z.object({ name: z.string(), version: z.string() });
+export type VersionView = z.infer<typeof VersionView>;
+
+export const ServiceView = z.object({
+  name: z.string(),
+  repository: z.object({
+    url: z.string(),
+    type: z.string(),
+    defaultBranch: z.string(),
+    username: z.string().optional(),
+    credentials: z.array(z.string()),
+  }),
+  manifestsDir: z.string(),
+  namespace: z.string(),
+  allowNamespaces: z.array(z.string()),
+  allowClusterScoped: z.boolean(),
+});
+export type ServiceView = z.infer<typeof ServiceView>;
+
+export const TagsView = z.object({
+  service: z.string(),
+  ref: z.string(),
+  images: z.array(z.object({ image: z.string(), tags: z.array(z.string()) })),
+});
+export type TagsView = z.infer<typeof TagsView>;
+
+export const DeployResult = z.object({
+  message: z.string(),
+  service: z.string(),
+  kind: z.string(),
+  commit: z.string(),
+  tag: z.string(),
+  images: z.array(z.object({ original: z.string(), applied: z.string() })),
+  objects: z.array(
+    z.object({
+      apiVersion: z.string(),
+      kind: z.string(),
+      namespace: z.string().optional(),
+      name: z.string(),
+      action: z.string(),
+    }),
+  ),
+  durationMs: z.number(),
+});
+export type DeployResult = z.infer<typeof DeployResult>;
+
+/** One object the apiserver (or the deployer's own checks) refused; `failures` of a 422. */
+const ObjectFailure = z.object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), reason: z.string() });
+
+/** Every error answer of the deployer: `{ error, ...detail }`; detail fields depctl does not know are kept. */
+export const ErrorBody = z.looseObject({
+  error: z.string(),
+  field: z.string().optional(),
+  requestId: z.string().optional(),
+  system: z.string().optional(),
+  failures: z.array(ObjectFailure).optional(),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** Compile-time only: each server view must be assignable to what depctl parses. */
+type Fits<Server, Client> = [DeepMutable<Server>] extends [Client] ? true : never;
+type DeepMutable<T> = T extends readonly (infer U)[] ? DeepMutable<U>[] : T extends object ? { -readonly [K in keyof T]: DeepMutable<T[K]> } : T;
+export type _ServerViewsFit = [
+  Fits<ServerServiceList, ServiceList>,
+  Fits<ServerVersionView, VersionView>,
+  Fits<ServerServiceView, ServiceView>,
+  Fits<ServerTagsView, TagsView>,
+  Fits<ServerDeployResult, DeployResult>,
+  Fits<Pick<ServerErrorBody, 'error' | 'field' | 'requestId'>, Pick<ErrorBody, 'error' | 'field' | 'requestId'>>,
+];
+const _fit: _ServerViewsFit = [true, true, true, true, true, true];
+void _fit;

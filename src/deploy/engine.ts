@@ -1,0 +1,254 @@
+import type { Logger } from 'pino';
+import type { Config, ServiceConfig } from '../config/load.js';
+import { DeployerError, ManifestError } from '../errors.js';
+import type { KubeObject, ObjectFailure, ObjectResult } from '../kube/types.js';
+import { parseImageRef, withVersion } from '../registry/image-ref.js';
+import type { ImageRef, Registry } from '../registry/types.js';
+import { logDeployEvent } from '../report/event-log.js';
+import type { DeployEvent, Notifier } from '../report/types.js';
+import type { CommitFacts, Source } from '../source/types.js';
+import { ServiceLocks } from './lock.js';
+import { parseManifests, untaggedImages } from './manifests.js';
+import { applyOrder } from './order.js';
+import { canaryName, rewrite } from './rewrite.js';
+import type { DeployEngine, DeployRequest, DeployResult, ImageTags, Track } from './types.js';
+import { resolveVersion, shortCommit, type ResolvedVersion } from './versions.js';
+
+/** What the engine needs of the cluster (src/kube's KubeClient provides it). */
+export interface Cluster {
+  scopeOf(apiVersion: string, kind: string): Promise<{ namespaced: boolean } | undefined>;
+  dryRun(objects: KubeObject[]): Promise<ObjectFailure[]>;
+  apply(objects: KubeObject[]): Promise<ObjectResult[]>;
+  deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]>;
+}
+
+export interface EngineDeps {
+  readonly config: Pick<Config, 'versions' | 'deploy'>;
+  readonly logger: Logger;
+  readonly source: Source;
+  readonly registry: Registry;
+  readonly cluster: Cluster;
+  readonly notifier: Notifier;
+  readonly locks?: ServiceLocks;
+  /** For tests of the registry wait. */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * The deploy flow of thesis 5.3: resolve the version (commit ↔ tag, registry), read the manifests at the commit from
+ * the cache, rewrite them, refuse what the service may not touch, dry-run everything, then apply; report the result.
+ */
+export class Engine implements DeployEngine {
+  readonly #deps: EngineDeps;
+  readonly #locks: ServiceLocks;
+  readonly #log: Logger;
+
+  constructor(deps: EngineDeps) {
+    this.#deps = deps;
+    this.#locks = deps.locks ?? new ServiceLocks();
+    this.#log = deps.logger.child({ module: 'deploy' });
+  }
+
+  async run(request: DeployRequest): Promise<DeployResult> {
+    const started = performance.now();
+    const { service } = request;
+    let version: ResolvedVersion | undefined;
+    let facts: CommitFacts | undefined;
+    try {
+      const result = await this.#locks.run(service.name, this.#deps.config.deploy.lockWaitSeconds * 1000, async () => {
+        const track: Track = request.kind === 'canary' ? 'canary' : 'stable';
+        let objects: KubeObject[] = [];
+        let untagged: ImageRef[] = [];
+        const v = await resolveVersion(
+          { source: this.#deps.source, registry: this.#deps.registry, sleep: this.#deps.sleep },
+          this.#deps.config.versions,
+          service,
+          request,
+          async (commit) => {
+            objects = await this.#manifestsAt(service, commit);
+            untagged = untaggedRefs(objects);
+            return untagged;
+          },
+        );
+        version = v;
+        const placed = await this.#place(service, objects);
+        const rewritten = rewrite(placed, {
+          track,
+          tag: v.tag,
+          commit: v.commit,
+          digests: v.digests,
+          caller: request.caller.token,
+          requestId: request.requestId,
+          namespace: service.namespace,
+          now: new Date().toISOString(),
+        });
+        const ordered = applyOrder(rewritten);
+        if (ordered.length === 0) {
+          throw new ManifestError(
+            track === 'canary'
+              ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(v.commit)}: nothing to deploy as canary`
+              : `no objects in ${service.manifestsDir}/ at ${shortCommit(v.commit)}`,
+          );
+        }
+
+        const failures = await this.#deps.cluster.dryRun(ordered);
+        if (failures.length > 0) {
+          throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, {
+            detail: { failures },
+          });
+        }
+
+        const results: ObjectResult[] = [];
+        if (track === 'stable') {
+          // A deploy removes the canary first, so that never more than two versions run (thesis 5.5).
+          results.push(...(await this.#deleteCanaries(service, ordered)));
+        }
+        results.push(...(await this.#deps.cluster.apply(ordered)));
+        return { results, untagged, version: v };
+      });
+      const v = result.version;
+      facts = await this.#facts(service, v.commit);
+      const durationMs = Math.round(performance.now() - started);
+      const images = imagesOf(result.untagged, v);
+      const deployResult: DeployResult = {
+        message: `${service.name} ${v.tag} is deployed${request.kind === 'canary' ? ' as canary' : ''}`,
+        service: service.name,
+        kind: request.kind,
+        commit: v.commit,
+        tag: v.tag,
+        images,
+        objects: result.results,
+        durationMs,
+      };
+      const event = this.#event(request, 'success', durationMs, v, facts);
+      logDeployEvent(this.#log, event);
+      void this.#deps.notifier.deploySucceeded(event);
+      return deployResult;
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      const durationMs = Math.round(performance.now() - started);
+      const event = this.#event(request, 'failure', durationMs, version, facts, error);
+      logDeployEvent(this.#log, event);
+      await this.#deps.notifier.deployFailed(event, error);
+      throw error;
+    }
+  }
+
+  async tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {
+    const commit = await this.#deps.source.resolve(service, ref ?? service.repository.defaultBranch);
+    const objects = await this.#manifestsAt(service, commit);
+    return Promise.all(
+      untaggedRefs(objects).map(async (image) => ({
+        image: image.original,
+        tags: (await this.#deps.registry.tags(image)).sort(),
+      })),
+    );
+  }
+
+  async #manifestsAt(service: ServiceConfig, commit: string): Promise<KubeObject[]> {
+    const files = await this.#deps.source.filesAt(service, commit);
+    return parseManifests(files, service.manifestsDir).map((m) => m.object);
+  }
+
+  /**
+   * Puts namespaced objects into the service's namespace and refuses what the service may not touch: other
+   * namespaces and cluster-scoped kinds, unless its config allows them (a repository must not grant itself rights).
+   */
+  async #place(service: ServiceConfig, objects: KubeObject[]): Promise<KubeObject[]> {
+    const refused: ObjectFailure[] = [];
+    const placed: KubeObject[] = [];
+    for (const object of objects) {
+      const { kind, metadata } = object;
+      const scope = await this.#deps.cluster.scopeOf(object.apiVersion, kind);
+      if (scope === undefined) {
+        refused.push({ kind, name: metadata.name, reason: `unknown kind ${object.apiVersion}/${kind}` });
+        continue;
+      }
+      if (!scope.namespaced) {
+        if (!service.allowClusterScoped) {
+          refused.push({ kind, name: metadata.name, reason: `cluster-scoped ${kind} is not allowed for service ${service.name}` });
+          continue;
+        }
+        placed.push(object);
+        continue;
+      }
+      const namespace = metadata.namespace ?? service.namespace;
+      if (namespace !== service.namespace && !service.allowNamespaces.includes(namespace)) {
+        refused.push({
+          kind,
+          namespace,
+          name: metadata.name,
+          reason: `namespace ${namespace} is not allowed for service ${service.name}`,
+        });
+        continue;
+      }
+      placed.push({ ...object, metadata: { ...metadata, namespace } });
+    }
+    if (refused.length > 0) {
+      throw new ManifestError(`${refused.length} object(s) refused; nothing was applied`, { detail: { failures: refused } });
+    }
+    return placed;
+  }
+
+  async #deleteCanaries(service: ServiceConfig, objects: KubeObject[]): Promise<ObjectResult[]> {
+    const byNamespace = new Map<string, string[]>();
+    for (const o of objects) {
+      if (o.kind !== 'Deployment') continue;
+      const ns = o.metadata.namespace ?? service.namespace;
+      byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), canaryName(o.metadata.name)]);
+    }
+    const results: ObjectResult[] = [];
+    for (const [ns, names] of byNamespace) results.push(...(await this.#deps.cluster.deleteDeployments(ns, names)));
+    return results;
+  }
+
+  async #facts(service: ServiceConfig, commit: string | undefined): Promise<CommitFacts | undefined> {
+    if (commit === undefined) return undefined;
+    try {
+      return await this.#deps.source.commitFacts(service, commit);
+    } catch (err) {
+      // The event log's facts are nice to have; their lack never fails a deploy that went through.
+      this.#log.warn({ err, service: service.name, commit }, 'commit facts unavailable');
+      return undefined;
+    }
+  }
+
+  #event(
+    request: DeployRequest,
+    result: 'success' | 'failure',
+    durationMs: number,
+    version: ResolvedVersion | undefined,
+    facts: CommitFacts | undefined,
+    error?: Error,
+  ): DeployEvent {
+    return {
+      service: request.service.name,
+      kind: request.kind,
+      commit: version?.commit ?? request.commit,
+      tag: version?.tag ?? request.tag,
+      result,
+      durationMs,
+      author: facts?.author,
+      insertions: facts?.insertions,
+      deletions: facts?.deletions,
+      caller: request.caller,
+      requestId: request.requestId,
+      error:
+        error === undefined
+          ? undefined
+          : { name: error.name, message: error.message, status: error instanceof DeployerError ? error.status : 500 },
+    };
+  }
+}
+
+function untaggedRefs(objects: KubeObject[]): ImageRef[] {
+  return untaggedImages(objects).map((image) => parseImageRef(image));
+}
+
+/** What each untagged image became: the response lists them so a caller sees the exact digest deployed. */
+function imagesOf(untagged: readonly ImageRef[], version: ResolvedVersion): DeployResult['images'] {
+  return untagged.map((ref) => ({
+    original: ref.original,
+    applied: withVersion(ref, version.tag, Object.hasOwn(version.digests, ref.original) ? version.digests[ref.original] : undefined),
+  }));
+}

@@ -1,0 +1,42 @@
+import type { KubeObject } from '../kube/types.js';
+
+/**
+ * The order objects are applied in, so that what an object refers to exists before it: namespaces and CRDs first,
+ * then config and secrets, identities and RBAC, services, then everything else, and workloads last.
+ */
+const RANK: Readonly<Record<string, number>> = {
+  Namespace: 0,
+  CustomResourceDefinition: 0,
+  PriorityClass: 1,
+  StorageClass: 1,
+  ResourceQuota: 1,
+  LimitRange: 1,
+  ConfigMap: 2,
+  Secret: 2,
+  PersistentVolume: 2,
+  PersistentVolumeClaim: 2,
+  ServiceAccount: 3,
+  ClusterRole: 3,
+  Role: 3,
+  ClusterRoleBinding: 4,
+  RoleBinding: 4,
+  Service: 5,
+  // Everything not listed: 6.
+  Deployment: 7,
+  StatefulSet: 7,
+  DaemonSet: 7,
+  ReplicaSet: 7,
+  Pod: 7,
+  Job: 7,
+  CronJob: 7,
+  HorizontalPodAutoscaler: 8,
+  PodDisruptionBudget: 8,
+};
+
+/** A stable sort by dependency rank: within a rank the manifests' own order is kept. */
+export function applyOrder(objects: readonly KubeObject[]): KubeObject[] {
+  return objects
+    .map((object, index) => ({ object, index, rank: RANK[object.kind] ?? 6 }))
+    .sort((a, b) => a.rank - b.rank || a.index - b.index)
+    .map((e) => e.object);
+}

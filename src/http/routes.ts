@@ -1,0 +1,131 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config, ServiceConfig } from '../config/load.js';
+import type { Action } from '../config/schema.js';
+import type { DeployEngine, DeployKind, DeployResult, ImageTags } from '../deploy/types.js';
+import { NotFoundError, NotImplementedError } from '../errors.js';
+import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
+import { DeployBody, DeployQuery, ServiceParams, TagsQuery, versionOf } from './inputs.js';
+import type { HttpServer } from './server.js';
+import type { ZodTypeProvider } from './zod.js';
+import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
+
+export interface RouteDeps {
+  readonly config: Config;
+  /** The deploy flow; without it deploy, canary and tags answer 501. */
+  readonly engine?: DeployEngine | undefined;
+  readonly version: string;
+}
+
+/** `GET /:service/tags`. */
+export interface TagsView {
+  readonly service: string;
+  /** The commit or branch looked at: the one asked for, else the repository's default branch. */
+  readonly ref: string;
+  readonly images: readonly ImageTags[];
+}
+
+const PRINCIPAL = 'principal';
+
+/** A synchronous onRequest hook: Fastify wants `done` called, with the error if the check threw. */
+function syncHook(check: (request: FastifyRequest) => void) {
+  return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
+    try {
+      check(request);
+    } catch (err) {
+      done(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    done();
+  };
+}
+
+/** The thesis' endpoints (5.2): ls, show, tags, deploy, canary, version; and a health check for Kubernetes. */
+export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
+  const { config, engine } = deps;
+
+  /** The configured service by name; own properties only, so `/constructor` is not a service. */
+  const serviceNamed = (name: string): ServiceConfig => {
+    const service = Object.hasOwn(config.services, name) ? config.services[name] : undefined;
+    if (service === undefined) throw new NotFoundError(`service "${name}" is not configured`, { detail: { service: name } });
+    return service;
+  };
+  const principalOf = (request: FastifyRequest): Principal => request.getDecorator<Principal>(PRINCIPAL);
+  /**
+   * Runs before the body is read: a caller outside its scope learns nothing (403 before 404), and an unknown
+   * service is refused before its body is parsed.
+   */
+  const guard = (action: Action) =>
+    syncHook((request) => {
+      const { service } = ServiceParams.parse(request.params);
+      authorize(principalOf(request), action, service);
+      serviceNamed(service);
+    });
+  const requireEngine = (what: string): DeployEngine => {
+    if (engine === undefined) throw new NotImplementedError(`${what} is not available: this deployer has no deploy engine`);
+    return engine;
+  };
+
+  // Kubernetes probes it without credentials; it tells nothing about the configuration.
+  app.get('/healthz', () => ({ status: 'ok' }));
+
+  // Everything else needs a token (or insecureNoAuth); the hook sits in this plugin's scope so /healthz is left out.
+  void app.register((scope, _options, done) => {
+    const api = scope.withTypeProvider<ZodTypeProvider>();
+    api.decorateRequest(PRINCIPAL, null);
+    api.addHook(
+      'onRequest',
+      syncHook((request) => request.setDecorator(PRINCIPAL, authenticate(request.headers.authorization, config))),
+    );
+
+    api.get('/', (request): ServiceList => {
+      const principal = principalOf(request);
+      return { services: Object.keys(config.services).filter((name) => mayAccess(principal, 'read', name)) };
+    });
+
+    api.get('/version', (): VersionView => ({ name: 'deployer', version: deps.version }));
+
+    api.get(
+      '/:service',
+      { schema: { params: ServiceParams }, onRequest: guard('read') },
+      (request): ServiceView => serviceView(serviceNamed(request.params.service)),
+    );
+
+    api.get(
+      '/:service/tags',
+      { schema: { params: ServiceParams, querystring: TagsQuery }, onRequest: guard('read') },
+      async (request): Promise<TagsView> => {
+        const service = serviceNamed(request.params.service);
+        const { commit } = request.query;
+        const images = await requireEngine('listing tags').tags(service, commit);
+        return { service: service.name, ref: commit ?? service.repository.defaultBranch, images };
+      },
+    );
+
+    const deployRoute = (url: string, kind: DeployKind & Action): void => {
+      api.route({
+        // PUT as in the thesis; POST because `curl --data` sends POST.
+        method: ['PUT', 'POST'],
+        url,
+        schema: { params: ServiceParams, body: DeployBody, querystring: DeployQuery },
+        onRequest: guard(kind),
+        handler: async (request): Promise<DeployResult> => {
+          const service = serviceNamed(request.params.service);
+          const { commit, tag } = versionOf(request.body, request.query);
+          return requireEngine(kind === 'canary' ? 'deploying a canary' : 'deploying').run({
+            service,
+            kind,
+            commit,
+            tag,
+            caller: { token: principalOf(request).token, userAgent: request.headers['user-agent'] },
+            requestId: request.id,
+          });
+        },
+      });
+    };
+    deployRoute('/:service/deploy', 'deploy');
+    deployRoute('/:service/canary', 'canary');
+    // The original deployer's name for the canary path; depctl and old CI scripts may still use it.
+    deployRoute('/:service/deploy_canary', 'canary');
+    done();
+  });
+}

@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import type { Logger } from 'pino';
+import { toErrorReply } from './errors.js';
+import { parseForm } from './inputs.js';
+import { zodValidatorCompiler, type ZodTypeProvider } from './zod.js';
+
+export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
+
+/** Deploy requests carry two short fields; anything near this size is a mistake or an attack. */
+export const BODY_LIMIT = 64 * 1024;
+
+const REQUEST_ID_HEADER = 'x-request-id';
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** Takes a caller's request id (a proxy's or CI's, to follow one deploy through several logs) if it is sane. */
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers[REQUEST_ID_HEADER];
+  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Creates the Fastify instance with what every route shares: logging without credentials, request ids, the body
+ * parsers (form and JSON only), zod route schemas and the one error handler.
+ */
+export function createHttpServer(options: { logger: Logger }): HttpServer {
+  const logger: FastifyBaseLogger = options.logger.child(
+    { module: 'http' },
+    {
+      // Fastify's request serializer does not log headers; this keeps it so should anyone log a request whole.
+      redact: { paths: ['req.headers.authorization', 'headers.authorization', 'request.headers.authorization'], censor: '[redacted]' },
+    },
+  );
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: BODY_LIMIT,
+    requestIdHeader: false,
+    genReqId: requestIdOf,
+    // close() ends idle keep-alive sockets at once and lets requests in flight (a deploy) finish.
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(zodValidatorCompiler);
+
+  // `curl --data commit=abc` sends a form; parse it with URLSearchParams (no dependency needed for two fields).
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, parseForm(body as string));
+  });
+  // Only forms and JSON: anything else (text/plain included) is answered 415 rather than guessed at.
+  app.removeContentTypeParser('text/plain');
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
+  });
+
+  app.setErrorHandler(async (err, request, reply) => {
+    const answer = toErrorReply(err, {
+      requestId: request.id,
+      contentType: request.headers['content-type'],
+      bodyLimit: BODY_LIMIT,
+    });
+    if (answer.level === 'info') request.log.info({ status: answer.status, error: answer.body.error }, 'request refused');
+    else request.log[answer.level]({ err, status: answer.status }, 'request failed');
+    return reply.code(answer.status).headers({ ...answer.headers, [REQUEST_ID_HEADER]: request.id }).send(answer.body);
+  });
+
+  app.setNotFoundHandler(async (_request, reply) => {
+    return reply.code(404).send({ error: 'no such endpoint' });
+  });
+
+  return app;
+}

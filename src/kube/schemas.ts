@@ -1,0 +1,49 @@
+import { z } from 'zod';
+
+/**
+ * The few apiserver payloads the deployer relies on, narrowed to the fields it reads (everything else passes
+ * through untouched).
+ */
+
+/** `metav1.Status`: what the apiserver answers on failure. */
+export const Status = z.object({
+  kind: z.literal('Status'),
+  message: z.string().optional(),
+  reason: z.string().optional(),
+  code: z.number().optional(),
+  details: z
+    .object({
+      name: z.string().optional(),
+      group: z.string().optional(),
+      kind: z.string().optional(),
+      causes: z
+        .array(z.object({ field: z.string().optional(), message: z.string().optional(), reason: z.string().optional() }))
+        .optional(),
+    })
+    .optional(),
+});
+export type Status = z.infer<typeof Status>;
+
+/** `metav1.APIResourceList` from discovery (`/api/v1`, `/apis/GROUP/VERSION`). */
+export const ApiResourceList = z.object({
+  resources: z.array(z.object({ name: z.string(), kind: z.string(), namespaced: z.boolean() })),
+});
+
+/** Any object the apiserver returns: only its identity and version are read. */
+export const LiveObject = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.string().optional(),
+  metadata: z.looseObject({
+    name: z.string(),
+    namespace: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  }),
+});
+export type LiveObject = z.infer<typeof LiveObject>;
+
+export const ObjectList = z.object({
+  items: z.array(LiveObject),
+  metadata: z.object({ continue: z.string().optional() }).optional(),
+});

@@ -1,0 +1,118 @@
+import { request as httpRequest, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import { UpstreamError } from '../errors.js';
+
+/**
+ * Plain REST calls to the apiserver. client-node is used for what it is good at: reading a kubeconfig (files,
+ * in-cluster service account, exec and token-file credentials) and turning it into TLS options and an
+ * Authorization header. The requests themselves are plain HTTP, because the typed models of client-node
+ * re-serialize objects through their schema, which silently drops fields it does not know (a typo in a manifest
+ * would vanish instead of being refused by the apiserver) and hides the status codes apply needs.
+ */
+
+export interface KubeResponse {
+  status: number;
+  /** Parsed JSON, or the raw text when the body is not JSON. */
+  body: unknown;
+}
+
+export interface KubeRequest {
+  method: 'GET' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  contentType?: string;
+}
+
+/** Where the client's credentials come from: a kubeconfig file, else in-cluster, else the default kubeconfig. */
+export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
+  const config = new KubeConfig();
+  try {
+    if (kubeconfig !== undefined) {
+      config.loadFromFile(kubeconfig);
+    } else if (process.env['KUBERNETES_SERVICE_HOST'] !== undefined) {
+      config.loadFromCluster();
+    } else {
+      config.loadFromDefault();
+    }
+  } catch (err) {
+    throw new Error(`cannot read the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (config.getCurrentCluster() === null) {
+    throw new Error(`the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`} has no current cluster`);
+  }
+  return config;
+}
+
+/** Network failures that mean "the apiserver is not reachable now" (503), as opposed to a bad answer (502). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE']);
+
+export class KubeTransport {
+  readonly server: string;
+  readonly #config: KubeConfig;
+  readonly #timeoutMs: number;
+
+  constructor(config: KubeConfig, timeoutMs: number) {
+    this.#config = config;
+    this.#timeoutMs = timeoutMs;
+    // loadKubeConfig made sure there is a current cluster.
+    this.server = config.getCurrentCluster()?.server ?? '';
+  }
+
+  async send(req: KubeRequest): Promise<KubeResponse> {
+    // The server may carry a path prefix (a proxy): request paths go below it.
+    const url = new URL(`${this.server.replace(/\/+$/, '')}${req.path}`);
+    for (const [key, value] of Object.entries(req.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, value);
+    }
+    const options: RequestOptions & { headers: Record<string, string> } = {
+      method: req.method,
+      headers: { accept: 'application/json' },
+    };
+    // Credentials are applied per request: in-cluster and exec tokens rotate.
+    await this.#config.applyToHTTPSOptions(options);
+    const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
+    if (payload !== undefined) {
+      options.headers['content-type'] = req.contentType ?? 'application/json';
+      options.headers['content-length'] = String(Buffer.byteLength(payload));
+    }
+    const what = `${req.method} ${url.pathname}`;
+    return new Promise<KubeResponse>((resolve, reject) => {
+      const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
+      const request = send(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => reject(this.#networkError(what, err)));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON (a proxy's error page): keep the text
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      });
+      request.setTimeout(this.#timeoutMs, () => {
+        const err = new Error(`no answer within ${this.#timeoutMs} ms`) as NodeJS.ErrnoException;
+        err.code = 'ETIMEDOUT';
+        request.destroy(err);
+      });
+      request.on('error', (err) => reject(this.#networkError(what, err)));
+      request.end(payload);
+    });
+  }
+
+  #networkError(what: string, err: Error): UpstreamError {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const unreachable = UNREACHABLE.has(code);
+    const message = unreachable
+      ? `the Kubernetes apiserver at ${this.server} is unreachable (${code}) during ${what}`
+      : `the Kubernetes apiserver at ${this.server} failed during ${what}: ${err.message}`;
+    return new UpstreamError('kubernetes', message, { cause: err, status: unreachable ? 503 : 502 });
+  }
+}

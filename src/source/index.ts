@@ -1,0 +1,30 @@
+import type { Logger } from 'pino';
+import type { ServiceConfig } from '../config/load.js';
+import { GitSource } from './git.js';
+import { SvnSource } from './svn.js';
+import type { CommitFacts, ManifestFile, Source } from './types.js';
+
+export type { CommitFacts, ManifestFile, Source } from './types.js';
+export { GitSource } from './git.js';
+export { SvnSource } from './svn.js';
+
+export interface SourceOptions {
+  /** The pod's cache directory (config `cache.dir`). */
+  cacheDir: string;
+  /** Timeout of each call to git or svn (config `versions.remoteTimeoutSeconds`). */
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/** The one `Source` the app uses: each call goes to git or svn by the service's `repository.type`. */
+export function createSource(options: SourceOptions): Source {
+  const git = new GitSource(options);
+  const svn = new SvnSource(options);
+  const pick = (service: ServiceConfig): Source => (service.repository.type === 'svn' ? svn : git);
+  return {
+    resolve: (service: ServiceConfig, ref: string): Promise<string> => pick(service).resolve(service, ref),
+    filesAt: (service: ServiceConfig, commit: string): Promise<ManifestFile[]> => pick(service).filesAt(service, commit),
+    commitFacts: (service: ServiceConfig, commit: string): Promise<CommitFacts> =>
+      pick(service).commitFacts(service, commit),
+  };
+}

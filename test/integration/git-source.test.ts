@@ -1,0 +1,431 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RepositoryCredentials, ServiceConfig } from '../../src/config/load.js';
+import { Secret } from '../../src/config/secret.js';
+import { InputError, ManifestError, NotFoundError, UpstreamError } from '../../src/errors.js';
+import { GitSource } from '../../src/source/git.js';
+import { createSource } from '../../src/source/index.js';
+import { addCommit, bigBlob, commitWithPrefix, createRepo } from '../env/git-fixtures.js';
+import { gitStats, startGitServer, type GitRequestRecord } from '../env/git-server.js';
+import { ground, type GitGround } from '../env/ground.js';
+
+const work = mkdtempSync(join(tmpdir(), 'git-source-test-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const logs: string[] = [];
+const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(line) });
+
+let cacheCount = 0;
+/** A source with a cache of its own, so tests do not see each other's fetches. */
+function newSource(timeoutMs = 20_000): { source: GitSource; cacheDir: string } {
+  const cacheDir = join(work, `cache-${++cacheCount}`);
+  return { source: new GitSource({ cacheDir, timeoutMs, logger }), cacheDir };
+}
+
+function credentials(g: GitGround, password = g.password): RepositoryCredentials {
+  return { username: g.username, password: new Secret(password) };
+}
+
+function service(
+  url: string,
+  options: { credentials?: RepositoryCredentials; manifestsDir?: string; name?: string } = {},
+): ServiceConfig {
+  return {
+    name: options.name ?? 'app',
+    repository: { url, type: 'git', credentials: options.credentials, defaultBranch: 'main' },
+    manifestsDir: options.manifestsDir ?? 'kubernetes',
+    namespace: 'default',
+    allowNamespaces: [],
+    allowClusterScoped: false,
+  };
+}
+
+function text(files: ReadonlyArray<{ path: string; content: Buffer }>): Record<string, string> {
+  return Object.fromEntries(files.map((f) => [f.path, f.content.toString('utf8')]));
+}
+
+async function requestsFor(g: GitGround, repo: string): Promise<GitRequestRecord[]> {
+  return (await gitStats(g.baseUrl)).log.filter((r) => r.repo === repo);
+}
+
+/** The repository caches below a source's cache directory. */
+function cachedRepos(cacheDir: string): string[] {
+  const dir = join(cacheDir, 'git');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('GitSource against the git server', () => {
+  let g: GitGround;
+  beforeAll(() => {
+    g = ground('git');
+  });
+
+  it('clones on the first resolve, and a later deploy only fetches the new commit into the same cache', async () => {
+    const repo = await createRepo(g.root, 'src-fetch', [
+      { files: { 'kubernetes/app.yaml': 'v: 1\n', 'src/main.c': 'int main;\n' } },
+      { files: { 'src/more.c': 'int more;\n'.repeat(200) } },
+      { files: { 'src/other.c': 'int other;\n'.repeat(200) } },
+      { files: { 'kubernetes/app.yaml': 'v: 2\n' } },
+    ]);
+    const { source, cacheDir } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const first = await source.resolve(svc, repo.shas[3] ?? '');
+    const files = await source.filesAt(svc, first);
+    const afterFirst = await requestsFor(g, 'src-fetch.git');
+    const [cache] = cachedRepos(cacheDir);
+    writeFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'still the same cache');
+
+    // Resolving a cached commit again costs no request at all.
+    await source.resolve(svc, repo.shas[3] ?? '');
+    expect(await requestsFor(g, 'src-fetch.git')).toHaveLength(afterFirst.length);
+
+    const next = await addCommit(g.root, 'src-fetch', { 'kubernetes/app.yaml': 'v: 3\n' });
+    const second = await source.resolve(svc, next);
+    const nextFiles = await source.filesAt(svc, second);
+    const newRequests = (await requestsFor(g, 'src-fetch.git')).slice(afterFirst.length);
+
+    expect(first).toBe(repo.shas[3]);
+    expect(text(files)).toEqual({ 'kubernetes/app.yaml': 'v: 2\n' });
+    expect(second).toBe(next);
+    expect(text(nextFiles)).toEqual({ 'kubernetes/app.yaml': 'v: 3\n' });
+    expect(cachedRepos(cacheDir)).toEqual([cache]);
+    expect(readFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'utf8')).toBe('still the same cache');
+    // First: the commit with its history, without blobs and with no "have"; then the manifests' blob.
+    const firstFetches = afterFirst.filter((r) => r.command === 'fetch');
+    expect(firstFetches.map((r) => [r.filter, r.wants, r.haves > 0])).toEqual([
+      ['blob:none', 1, false],
+      ['blob:none', 1, true],
+    ]);
+    // Second deploy: one fetch of the new commit that names what the cache has, then one blob.
+    const newFetches = newRequests.filter((r) => r.command === 'fetch');
+    expect(newFetches).toHaveLength(2);
+    expect(newFetches[0]?.haves).toBeGreaterThan(0);
+    expect(newFetches[0]?.bytesOut).toBeLessThan(firstFetches[0]?.bytesOut ?? 0);
+    expect(newFetches[1]?.wants).toBe(1);
+  });
+
+  it('reads two commits of one repository at the same time, each with its own files', async () => {
+    const repo = await createRepo(g.root, 'src-concurrent', [
+      { files: { 'kubernetes/a.yaml': 'a: 1\n', 'kubernetes/sub/b.yaml': 'b: 1\n', 'docs/x.md': 'x\n' } },
+      { files: { 'kubernetes/a.yaml': 'a: 2\n', 'kubernetes/sub/b.yaml': null, 'kubernetes/c.yaml': 'c: 2\n' } },
+    ]);
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const [one, two] = [repo.shas[0] ?? '', repo.shas[1] ?? ''];
+
+    const [filesOne, filesTwo] = await Promise.all([source.filesAt(svc, one), source.filesAt(svc, two)]);
+    const again = await Promise.all([source.filesAt(svc, two), source.filesAt(svc, one), source.filesAt(svc, two)]);
+
+    expect(text(filesOne)).toEqual({ 'kubernetes/a.yaml': 'a: 1\n', 'kubernetes/sub/b.yaml': 'b: 1\n' });
+    expect(text(filesTwo)).toEqual({ 'kubernetes/a.yaml': 'a: 2\n', 'kubernetes/c.yaml': 'c: 2\n' });
+    expect(again.map(text)).toEqual([text(filesTwo), text(filesOne), text(filesTwo)]);
+  });
+
+  it('resolves a branch (fetching it every time), a short SHA, and refuses an ambiguous one', async () => {
+    const repo = await createRepo(g.root, 'src-refs', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
+    const feature = await addCommit(g.root, 'src-refs', { 'kubernetes/a.yaml': 'feature\n' }, { branch: 'feature/x' });
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const main1 = await source.resolve(svc, 'main');
+    const moved = await addCommit(g.root, 'src-refs', { 'kubernetes/a.yaml': 'b\n' });
+    const main2 = await source.resolve(svc, 'main');
+    const branch = await source.resolve(svc, 'feature/x');
+    const short = await source.resolve(svc, feature.slice(0, 8));
+    const upper = await source.resolve(svc, moved.toUpperCase());
+
+    const first = await commitWithPrefix(g.root, 'src-refs', 'abcd', 'amb-1');
+    const secondSha = await commitWithPrefix(g.root, 'src-refs', 'abcd', 'amb-2', { avoid: [first.slice(0, 5)] });
+    const ambiguous = await rejection(source.resolve(svc, 'abcd'));
+    const unique = await source.resolve(svc, secondSha.slice(0, 5));
+
+    expect(main1).toBe(repo.shas[0]);
+    expect(main2).toBe(moved);
+    expect(branch).toBe(feature);
+    expect(short).toBe(feature);
+    expect(upper).toBe(moved);
+    expect(ambiguous).toBeInstanceOf(InputError);
+    expect(ambiguous.message).toBe(`short SHA abcd is ambiguous in ${g.baseUrl}${repo.urlPath}; give more digits`);
+    expect(unique).toBe(secondSha);
+  });
+
+  it.each([
+    ['an unknown commit', '0123456789abcdef0123456789abcdef01234567', 'commit 0123456789abcdef0123456789abcdef01234567 not found in URL'],
+    ['an unknown short SHA', 'fedcba98', 'commit fedcba98 not found in URL'],
+    ['an unknown branch', 'no-such-branch', 'branch no-such-branch not found in URL'],
+  ])('answers NotFoundError for %s', async (_, ref, message) => {
+    const repo = await createRepo(g.root, `src-missing-${ref.slice(0, 6)}`, [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
+    const { source } = newSource();
+    const url = `${g.baseUrl}${repo.urlPath}`;
+
+    const err = await rejection(source.resolve(service(url, { credentials: credentials(g) }), ref));
+
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect(err.message).toBe(message.replace('URL', url));
+  });
+
+  it.each([
+    ['an option', '--upload-pack=touch /tmp/pwned'],
+    ['a dash', '-main'],
+    ['a revision expression', 'main~1'],
+    ['a range', 'a..b'],
+    ['a reflog expression', 'main@{1}'],
+    ['a space', 'main branch'],
+  ])('refuses %s as a reference before running git', async (_, ref) => {
+    const { source, cacheDir } = newSource();
+    const svc = service(`${g.baseUrl}never-used.git`, { credentials: credentials(g) });
+
+    const err = await rejection(source.resolve(svc, ref));
+    const commitErr = await rejection(source.filesAt(svc, ref));
+
+    expect(err).toBeInstanceOf(InputError);
+    expect(commitErr).toBeInstanceOf(InputError);
+    expect(cachedRepos(cacheDir)).toEqual([]);
+  });
+
+  it('computes commit facts against the first parent (root commits against nothing)', async () => {
+    const repo = await createRepo(g.root, 'src-facts', [
+      {
+        files: { 'kubernetes/a.yaml': 'one\ntwo\nthree\n', 'README.md': 'hello\n' },
+        author: { name: 'Ada Lovelace', email: 'ada@example.test' },
+        date: '2024-03-01T10:00:00Z',
+      },
+      {
+        files: { 'kubernetes/a.yaml': 'one\n2\nthree\nfour\n', 'README.md': null, 'bin/blob': bigBlob(4096, 'facts') },
+        author: { name: 'Grace Hopper', email: 'grace@example.test' },
+        date: '2024-03-02T11:30:00Z',
+      },
+    ]);
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const root = await source.commitFacts(svc, repo.shas[0] ?? '');
+    const second = await source.commitFacts(svc, repo.shas[1] ?? '');
+
+    expect(root).toEqual({
+      commit: repo.shas[0],
+      author: 'Ada Lovelace <ada@example.test>',
+      date: '2024-03-01T10:00:00+00:00',
+      insertions: 4,
+      deletions: 0,
+    });
+    // a.yaml: "two" → "2" and "four" added; README's line removed; the binary blob has no lines.
+    expect(second).toEqual({
+      commit: repo.shas[1],
+      author: 'Grace Hopper <grace@example.test>',
+      date: '2024-03-02T11:30:00+00:00',
+      insertions: 2,
+      deletions: 2,
+    });
+  });
+
+  it('never follows a symbolic link or a submodule in the manifests directory', async () => {
+    const repo = await createRepo(g.root, 'src-links', [
+      { files: { 'kubernetes/a.yaml': 'a\n', 'secret.txt': 'do not read\n' } },
+      { files: { 'kubernetes/link.yaml': { symlink: '../secret.txt' } } },
+      { files: { 'kubernetes/link.yaml': null, 'kubernetes/sub': { gitlink: '0123456789abcdef0123456789abcdef01234567' } } },
+    ]);
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const plain = await source.filesAt(svc, repo.shas[0] ?? '');
+    const link = await rejection(source.filesAt(svc, repo.shas[1] ?? ''));
+    const submodule = await rejection(source.filesAt(svc, repo.shas[2] ?? ''));
+
+    expect(text(plain)).toEqual({ 'kubernetes/a.yaml': 'a\n' });
+    expect(link).toBeInstanceOf(ManifestError);
+    expect(link.message).toBe('kubernetes/link.yaml is a symbolic link; manifests must be regular files (links are not followed)');
+    expect(submodule).toBeInstanceOf(ManifestError);
+    expect(submodule.message).toContain('kubernetes/sub is a submodule');
+  });
+
+  it('reads another manifests directory, and answers NotFoundError when it does not exist at the commit', async () => {
+    const repo = await createRepo(g.root, 'src-dirs', [
+      { files: { 'deploy/k8s/a.yaml': 'a\n', 'deploy/other.yaml': 'o\n', 'kubernetes.yaml': 'not a dir\n' } },
+    ]);
+    const { source } = newSource();
+    const url = `${g.baseUrl}${repo.urlPath}`;
+    const sha = repo.shas[0] ?? '';
+
+    const nested = await source.filesAt(service(url, { credentials: credentials(g), manifestsDir: 'deploy/k8s/' }), sha);
+    const missing = await rejection(source.filesAt(service(url, { credentials: credentials(g) }), sha));
+    const file = await rejection(source.filesAt(service(url, { credentials: credentials(g), manifestsDir: 'kubernetes.yaml' }), sha));
+
+    expect(text(nested)).toEqual({ 'deploy/k8s/a.yaml': 'a\n' });
+    expect(missing).toBeInstanceOf(NotFoundError);
+    expect(missing.message).toBe(`directory kubernetes/ not found at commit ${sha} in ${url}`);
+    expect(file).toBeInstanceOf(NotFoundError);
+  });
+
+  it('reports wrong credentials without the password, and stores no credentials in the cache', async () => {
+    const repo = await createRepo(g.root, 'src-auth', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
+    const { source, cacheDir } = newSource();
+    const url = `${g.baseUrl}${repo.urlPath}`;
+    const wrongPassword = 'wrong-password-4711';
+
+    const wrong = await rejection(source.resolve(service(url, { credentials: credentials(g, wrongPassword) }), 'main'));
+    const none = await rejection(source.resolve(service(url), 'main'));
+    const token = await source.resolve(
+      service(url, { credentials: { username: g.username, token: new Secret(g.password) } }),
+      'main',
+    );
+    const embedded = new URL(url);
+    embedded.username = g.username;
+    embedded.password = g.password;
+    const inUrl = await source.resolve(service(embedded.toString()), 'main');
+
+    expect(wrong).toBeInstanceOf(UpstreamError);
+    expect(wrong.message).toBe(`${url} refused the credentials of service app`);
+    expect(none).toBeInstanceOf(UpstreamError);
+    expect(token).toBe(repo.shas[0]);
+    expect(inUrl).toBe(repo.shas[0]);
+    // One cache for the URL with and without embedded credentials.
+    expect(cachedRepos(cacheDir)).toHaveLength(1);
+    const everything = logs.join('\n') + JSON.stringify(wrong) + String(wrong.stack) + cacheContents(cacheDir);
+    for (const secret of [wrongPassword, g.password, Buffer.from(`${g.username}:${g.password}`).toString('base64')]) {
+      expect(everything).not.toContain(secret);
+    }
+  });
+
+  it('goes on from the cache while the remote is down, and fails for what is not cached', async () => {
+    const own = await startGitServer(join(work, 'private-server'), join(work, 'logs'), { password: 'private-pass' });
+    let stopped = false;
+    try {
+      const repo = await createRepo(own.info.root, 'down', [
+        { files: { 'kubernetes/a.yaml': 'a: 1\n' } },
+        { files: { 'kubernetes/a.yaml': 'a: 2\n' } },
+      ]);
+      const { source } = newSource();
+      const svc = service(`${own.info.baseUrl}${repo.urlPath}`, { credentials: credentials(own.info, 'private-pass') });
+      const cached = await source.resolve(svc, repo.shas[0] ?? '');
+      await source.filesAt(svc, cached);
+      await source.commitFacts(svc, cached);
+
+      await own.stop();
+      stopped = true;
+      const again = await source.resolve(svc, repo.shas[0] ?? '');
+      const short = await source.resolve(svc, (repo.shas[0] ?? '').slice(0, 10));
+      const files = await source.filesAt(svc, again);
+      const facts = await source.commitFacts(svc, again);
+      const uncached = await rejection(source.resolve(svc, repo.shas[1] ?? ''));
+      const branch = await rejection(source.resolve(svc, 'main'));
+
+      expect(again).toBe(repo.shas[0]);
+      expect(short).toBe(repo.shas[0]);
+      expect(text(files)).toEqual({ 'kubernetes/a.yaml': 'a: 1\n' });
+      expect(facts.insertions).toBe(1);
+      expect(uncached).toBeInstanceOf(UpstreamError);
+      expect((uncached as UpstreamError).status).toBe(503);
+      expect(uncached.message).toMatch(new RegExp(`^cannot reach ${own.info.baseUrl}down.git: `));
+      expect(branch).toBeInstanceOf(UpstreamError);
+    } finally {
+      if (!stopped) await own.stop();
+    }
+  });
+
+  it('times out on a remote that never answers', async () => {
+    const sockets: Socket[] = [];
+    const silent: Server = createServer((s) => void sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = silent.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      const { source } = newSource(1_500);
+
+      const err = await rejection(source.resolve(service(`http://127.0.0.1:${port}/slow.git`), 'main'));
+
+      expect(err).toBeInstanceOf(UpstreamError);
+      expect((err as UpstreamError).status).toBe(504);
+      expect(err.message).toBe(`fetching main from http://127.0.0.1:${port}/slow.git timed out after 1500 ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it.each([
+    ['deleted', (dir: string): void => rmSync(dir, { recursive: true, force: true })],
+    [
+      'emptied of objects',
+      (dir: string): void => {
+        rmSync(join(dir, 'objects'), { recursive: true, force: true });
+      },
+    ],
+    ['given a broken config', (dir: string): void => writeFileSync(join(dir, 'config'), '[core\nbroken = \n')],
+    [
+      'left with corrupt object files',
+      (dir: string): void => {
+        const walk = (d: string): void => {
+          for (const entry of readdirSync(d, { withFileTypes: true })) {
+            const p = join(d, entry.name);
+            if (entry.isDirectory()) walk(p);
+            else writeFileSync(p, 'garbage');
+          }
+        };
+        walk(join(dir, 'objects'));
+      },
+    ],
+  ])('recovers when the cache is %s between calls', async (name, damage) => {
+    const logsBefore = logs.length;
+    const repoName = `src-recover-${name.replace(/\W+/g, '-')}`;
+    const repo = await createRepo(g.root, repoName, [
+      { files: { 'kubernetes/a.yaml': 'a: 1\n' } },
+      { files: { 'kubernetes/a.yaml': 'a: 2\n' } },
+    ]);
+    const { source, cacheDir } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    await source.filesAt(svc, await source.resolve(svc, 'main'));
+    const [cache] = cachedRepos(cacheDir);
+
+    damage(join(cacheDir, 'git', cache ?? 'none'));
+    const sha = await source.resolve(svc, repo.shas[0] ?? '');
+    const files = await source.filesAt(svc, sha);
+    const latest = await source.filesAt(svc, repo.shas[1] ?? '');
+
+    expect(text(files)).toEqual({ 'kubernetes/a.yaml': 'a: 1\n' });
+    expect(text(latest)).toEqual({ 'kubernetes/a.yaml': 'a: 2\n' });
+    expect(cachedRepos(cacheDir)).toEqual([cache]);
+    const messages = logs.slice(logsBefore).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    // A deleted cache is simply created again; a damaged one is noticed, dropped and cloned again.
+    expect(messages).toContain(name === 'deleted' ? 'git cache created' : 'git cache is broken; cloning it again');
+  });
+
+  it('is what createSource gives for a git service', async () => {
+    const repo = await createRepo(g.root, 'src-factory', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
+    const source = createSource({ cacheDir: join(work, 'factory'), timeoutMs: 20_000, logger });
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const sha = await source.resolve(svc, 'main');
+
+    expect(text(await source.filesAt(svc, sha))).toEqual({ 'kubernetes/a.yaml': 'a\n' });
+    expect(existsSync(join(work, 'factory', 'git'))).toBe(true);
+  });
+});
+
+/** Every file of the cache as text, to look for leaked secrets. */
+function cacheContents(cacheDir: string): string {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (entry.isFile()) out.push(readFileSync(p).toString('latin1'));
+    }
+  };
+  walk(cacheDir);
+  return out.join('\n');
+}
