@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/load.js';
 import type { DeployEngine } from './deploy/types.js';
+import { readinessCheck, registerOpsRoutes } from './http/ops-routes.js';
 import { registerRoutes } from './http/routes.js';
 import { createHttpServer } from './http/server.js';
+import type { Metrics } from './report/metrics.js';
 
 export interface AppDeps {
   readonly config: Config;
@@ -12,6 +14,10 @@ export interface AppDeps {
   readonly engine?: DeployEngine | undefined;
   /** The deployer's own version, for `GET /version`. */
   readonly version: string;
+  /** For `GET /metrics`; left out, there is no such endpoint. */
+  readonly metrics?: Metrics | undefined;
+  /** The apiserver, which `GET /readyz` pings; left out, readiness does not check it. */
+  readonly apiserver?: { ping(): Promise<void> } | undefined;
 }
 
 /**
@@ -25,5 +31,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   }
   const app = createHttpServer({ logger });
   registerRoutes(app, { config, engine: deps.engine, version: deps.version });
+  const ready = readinessCheck({ cacheDir: config.cache.dir, apiserver: deps.apiserver, logger });
+  registerOpsRoutes(app, { config, ready, metrics: deps.metrics });
   return app;
 }

@@ -3,6 +3,9 @@ import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
 import { createEngine } from './deploy/create.js';
+import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
+import { KubeClient } from './kube/client.js';
+import { Metrics } from './report/metrics.js';
 
 /** The deployer's version: package.json sits one level above both src/main.ts and dist/main.js. */
 function readVersion(): string {
@@ -27,8 +30,16 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { app: 'deployer' } });
   const log = logger.child({ module: 'main' });
   const version = readVersion();
-  const engine = createEngine({ config, logger, version });
-  const app = buildApp({ config, logger, engine, version });
+  const metrics = new Metrics();
+  const engine = createEngine({ config, logger, version, metrics });
+  // A client of its own for the readiness probe: a short timeout, and its pings are not deploy calls in the metrics.
+  const apiserver = new KubeClient({
+    kubeconfig: config.kubernetes.kubeconfig,
+    fieldManager: config.kubernetes.fieldManager,
+    logger,
+    timeoutMs: READY_CHECK_TIMEOUT_MS,
+  });
+  const app = buildApp({ config, logger, engine, version, metrics, apiserver });
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -37,6 +48,12 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     log.info({ signal }, 'closing: no new requests, waiting for requests in flight');
+    // Bounded, so that the exit is ours and logged rather than the kubelet's SIGKILL at terminationGracePeriodSeconds.
+    const graceSeconds = config.shutdownGraceSeconds;
+    setTimeout(() => {
+      log.error({ graceSeconds }, 'requests still in flight at the end of the shutdown grace: exiting anyway');
+      process.exit(1);
+    }, graceSeconds * 1000).unref();
     app.close().then(
       () => {
         log.info('closed');

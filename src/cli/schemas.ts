@@ -74,15 +74,14 @@ export const ErrorBody = z.looseObject({
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
 /** Compile-time only: each server view must be assignable to what depctl parses. */
-type Fits<Server, Client> = [DeepMutable<Server>] extends [Client] ? true : never;
+type Fits<Server, Client> = [DeepMutable<Server>] extends [Client] ? true : false;
+type AllTrue<T extends readonly true[]> = T;
 type DeepMutable<T> = T extends readonly (infer U)[] ? DeepMutable<U>[] : T extends object ? { -readonly [K in keyof T]: DeepMutable<T[K]> } : T;
-export type _ServerViewsFit = [
+export type _ServerViewsFit = AllTrue<[
   Fits<ServerServiceList, ServiceList>,
   Fits<ServerVersionView, VersionView>,
   Fits<ServerServiceView, ServiceView>,
   Fits<ServerTagsView, TagsView>,
   Fits<ServerDeployResult, DeployResult>,
   Fits<Pick<ServerErrorBody, 'error' | 'field' | 'requestId'>, Pick<ErrorBody, 'error' | 'field' | 'requestId'>>,
-];
-const _fit: _ServerViewsFit = [true, true, true, true, true, true];
-void _fit;
+]>;

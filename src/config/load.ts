@@ -55,8 +55,8 @@ export class ConfigError extends Error {
   }
 }
 
-/** Service names that would be shadowed by the deployer's own endpoints (`GET /version`, `GET /healthz`). */
-export const RESERVED_SERVICE_NAMES: readonly string[] = ['version', 'healthz'];
+/** Service names that would be shadowed by the deployer's own endpoints (`GET /version`, `GET /healthz`, ...). */
+export const RESERVED_SERVICE_NAMES: readonly string[] = ['version', 'healthz', 'readyz', 'metrics', 'hooks'];
 
 /** The token name of the original deployer's single `DEPLOYER_AUTH_TOKEN`; it has every scope. */
 export const LEGACY_TOKEN_NAME = 'auth_token';

@@ -115,12 +115,35 @@ export const FileConfig = z.strictObject({
       /** A kubeconfig file; unset means in-cluster service-account credentials, else the default kubeconfig. */
       kubeconfig: z.string().min(1).optional(),
       fieldManager: z.string().min(1).default('deployer'),
+      /**
+       * Where the per-service deploy lock lives (a coordination.k8s.io Lease, held by the deployer pod that deploys);
+       * unset: in each service's own namespace.
+       */
+      leaseNamespace: name.optional(),
     })
     .prefault({}),
   deploy: z
     .strictObject({
       /** How long a request waits for a running deploy of the same service before it answers 409. */
       lockWaitSeconds: z.number().min(0).max(3600).default(120),
+    })
+    .prefault({}),
+  /**
+   * How long, after SIGTERM, the deployer waits for requests in flight (a deploy) before it exits anyway. Keep it
+   * below the pod's terminationGracePeriodSeconds, so the exit is the deployer's own, logged, and not a SIGKILL.
+   */
+  shutdownGraceSeconds: z.number().min(0).max(3600).default(25),
+  /** Monitor webhooks (`POST /hooks/alertmanager`, `POST /hooks/generic`). */
+  hooks: z
+    .strictObject({
+      /** The alert label that names the service whose canary an alert rolls back. */
+      serviceLabel: z.string().min(1).default('service'),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Whether `GET /metrics` needs a token (any configured token); Prometheus scrapes without one by default. */
+      requireToken: z.boolean().default(false),
     })
     .prefault({}),
 });

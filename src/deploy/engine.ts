@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
-import { DeployerError, ManifestError } from '../errors.js';
+import { ConflictError, DeployerError, ManifestError } from '../errors.js';
 import type { KubeObject, ObjectFailure, ObjectResult } from '../kube/types.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
 import type { ImageRef, Registry } from '../registry/types.js';
@@ -17,6 +17,8 @@ import { resolveVersion, shortCommit, type ResolvedVersion } from './versions.js
 /** What the engine needs of the cluster (src/kube's KubeClient provides it). */
 export interface Cluster {
   scopeOf(apiVersion: string, kind: string): Promise<{ namespaced: boolean } | undefined>;
+  /** The value of annotation `key` on each object's live counterpart (undefined: none, or not annotated). */
+  liveAnnotations(objects: KubeObject[], key: string): Promise<(string | undefined)[]>;
   dryRun(objects: KubeObject[]): Promise<ObjectFailure[]>;
   apply(objects: KubeObject[]): Promise<ObjectResult[]>;
   deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]>;
@@ -82,7 +84,7 @@ export class Engine implements DeployEngine {
           namespace: service.namespace,
           now: new Date().toISOString(),
         });
-        const ordered = applyOrder(rewritten);
+        const ordered = applyOrder(rewritten).map((o) => ownedBy(o, service.name));
         if (ordered.length === 0) {
           throw new ManifestError(
             track === 'canary'
@@ -91,6 +93,7 @@ export class Engine implements DeployEngine {
           );
         }
 
+        await this.#refuseForeign(service, ordered);
         const failures = await this.#deps.cluster.dryRun(ordered);
         if (failures.length > 0) {
           throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, {
@@ -190,6 +193,29 @@ export class Engine implements DeployEngine {
     return placed;
   }
 
+  /**
+   * Two services must not write the same object: one would silently take over the other's Deployment or Service
+   * (server-side apply with one field manager and `force` cannot tell them apart). An object another service
+   * deployed is refused; one without the annotation (deployed before it existed, or by hand) is taken over.
+   */
+  async #refuseForeign(service: ServiceConfig, objects: KubeObject[]): Promise<void> {
+    const owners = await this.#deps.cluster.liveAnnotations(objects, SERVICE_ANNOTATION);
+    const foreign: ObjectFailure[] = [];
+    objects.forEach((o, i) => {
+      const owner = owners[i];
+      if (owner === undefined || owner === service.name) return;
+      foreign.push({
+        kind: o.kind,
+        namespace: o.metadata.namespace,
+        name: o.metadata.name,
+        reason: `${o.kind} "${o.metadata.name}" belongs to service ${owner}; service ${service.name} may not change it`,
+      });
+    });
+    if (foreign.length > 0) {
+      throw new ConflictError(`${foreign.map((f) => f.reason).join('; ')}; nothing was applied`, { detail: { failures: foreign } });
+    }
+  }
+
   async #deleteCanaries(service: ServiceConfig, objects: KubeObject[]): Promise<ObjectResult[]> {
     const byNamespace = new Map<string, string[]>();
     for (const o of objects) {
@@ -239,6 +265,13 @@ export class Engine implements DeployEngine {
           : { name: error.name, message: error.message, status: error instanceof DeployerError ? error.status : 500 },
     };
   }
+}
+
+/** Names the service that deployed an object on the object itself, for `#refuseForeign` of later deploys. */
+export const SERVICE_ANNOTATION = 'deployer.io/service';
+
+function ownedBy(object: KubeObject, service: string): KubeObject {
+  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [SERVICE_ANNOTATION]: service } } };
 }
 
 function untaggedRefs(objects: KubeObject[]): ImageRef[] {

@@ -9,6 +9,8 @@ export const TRACK_LABEL = 'track';
 export const TAG_LABEL = 'tag';
 /** On a canary Deployment: the name of the Deployment it is a canary of, to find (and delete) canaries by label. */
 export const CANARY_OF_LABEL = 'deployer.io/canary-of';
+/** On every object the deployer applies: the service it belongs to, to find a service's Deployments in the cluster. */
+export const SERVICE_LABEL = 'deployer.io/service';
 
 /** Annotation keys need a DNS prefix; they hold what a label value cannot (a long tag, a token name, a time). */
 export const ANNOTATIONS = {
@@ -38,6 +40,8 @@ export interface RewriteOptions {
   readonly now?: string | undefined;
   /** The service's namespace. Not used here: putting objects into namespaces is the engine's step, before this. */
   readonly namespace?: string | undefined;
+  /** The service's name: when given, every object returned gets the label SERVICE_LABEL with it. */
+  readonly service?: string | undefined;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -76,6 +80,10 @@ export function rewrite(objects: readonly KubeObject[], opts: RewriteOptions): K
     }
     if (versioned) stamp(object, template, opts, now);
     out.push(object);
+  }
+  // Object metadata only, never a pod template: a label there would restart the pods of an unversioned workload.
+  if (opts.service !== undefined) {
+    for (const object of out) setStrings(object, object.metadata, 'labels', { [SERVICE_LABEL]: opts.service });
   }
   return out;
 }

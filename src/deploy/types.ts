@@ -15,6 +15,11 @@ export interface DeployRequest {
   readonly kind: DeployKind;
   readonly commit?: string | undefined;
   readonly tag?: string | undefined;
+  /**
+   * The exact digests to deploy, per untagged image as written in the manifests, with `commit` and `tag` both given:
+   * a promotion or a rollback to the previous version deploys the build that ran, even if its tag moved since.
+   */
+  readonly digests?: Readonly<Record<string, string>> | undefined;
   readonly caller: Caller;
   readonly requestId: string;
 }

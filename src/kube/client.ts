@@ -64,6 +64,15 @@ export class KubeClient {
     return this.#transport.server;
   }
 
+  /**
+   * Resolves when the apiserver answers and is ready (`GET /readyz`, which every identity may read without RBAC
+   * rules); throws `UpstreamError('kubernetes')` otherwise. For the deployer's own readiness probe.
+   */
+  async ping(): Promise<void> {
+    const res = await this.#transport.send({ method: 'GET', path: '/readyz' });
+    if (res.status !== 200) throw refusal(res, { verb: 'get', resource: 'readiness (/readyz)' });
+  }
+
   /** Whether `kind` of `apiVersion` is namespaced, and its resource name; undefined for a kind the cluster does not serve. */
   async scopeOf(apiVersion: string, kind: string): Promise<Scope | undefined> {
     if (!API_VERSION.test(apiVersion)) return undefined;
@@ -216,6 +225,24 @@ export class KubeClient {
       context: { verb: 'patch', resource: scope.resource, group, namespace, name: metadata.name },
       body: object,
     };
+  }
+
+  /**
+   * The value of annotation `key` on the live object of each of `objects` (same order); undefined where the object
+   * does not exist yet or lacks the annotation. Unknown kinds count as not existing: dry-run reports them.
+   */
+  async liveAnnotations(objects: KubeObject[], key: string): Promise<(string | undefined)[]> {
+    return mapLimit(objects, DRY_RUN_CONCURRENCY, async (object): Promise<string | undefined> => {
+      const target = await this.#target(object);
+      if (!('path' in target)) return undefined;
+      const res = await this.#transport.send({ method: 'GET', path: target.path });
+      if (res.status === 404) return undefined;
+      if (res.status !== 200) throw refusal(res, { ...target.context, verb: 'get' });
+      const parsed = LiveObject.safeParse(res.body);
+      if (!parsed.success) throw unexpected(`${target.context.resource} ${object.metadata.name}`, parsed.error);
+      const annotations = parsed.data.metadata.annotations ?? {};
+      return Object.hasOwn(annotations, key) ? annotations[key] : undefined;
+    });
   }
 
   /**

@@ -248,7 +248,7 @@ export class GitSource implements Source {
           );
           throw new UpstreamError('git', `${err.message}; the cached tip of ${name} was ${cached.trim()}`, {
             cause: err,
-            status: err.status === 504 ? 504 : 502,
+            status: err.status === 503 || err.status === 504 ? err.status : 502,
             detail: { branch: name, cachedCommit: cached.trim() },
           });
         }
@@ -551,7 +551,8 @@ export function classifyFetchError(stderr: string): FetchErrorKind {
   ) {
     return 'auth';
   }
-  if (looksBroken(stderr) || /did not send all necessary objects/i.test(stderr)) return 'broken';
+  // "cannot lock ref": a cached ref in the way of a new one (branch a deleted, a/b created); a fresh cache has none.
+  if (looksBroken(stderr) || /did not send all necessary objects|cannot lock ref/i.test(stderr)) return 'broken';
   if (
     /Failed to connect|Couldn't connect|Could not resolve host|Connection refused|Connection timed out|Connection reset|Network is unreachable|Could not read from remote repository|unable to access|timed out|RPC failed|early EOF|remote end hung up/i.test(
       stderr,

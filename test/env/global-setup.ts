@@ -35,25 +35,25 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kube: async () => {
       const { startKube } = await import('./kube-plane.js');
       const s = await startKube(join(base, 'kube'), logsDir);
-      stops.push(s.stop);
+      stops.push(() => s.stop());
       ground.kube = s.info;
     },
     registry: async () => {
       const { startRegistries } = await import('./registry-server.js');
       const s = await startRegistries(join(base, 'registry'), logsDir);
-      stops.push(s.stop);
+      stops.push(() => s.stop());
       ground.registry = s.info;
     },
     git: async () => {
       const { startGitServer } = await import('./git-server.js');
       const s = await startGitServer(join(base, 'git'), logsDir);
-      stops.push(s.stop);
+      stops.push(() => s.stop());
       ground.git = s.info;
     },
     svn: async () => {
       const { startSvnServer } = await import('./svn-server.js');
       const s = await startSvnServer(join(base, 'svn'), logsDir);
-      stops.push(s.stop);
+      stops.push(() => s.stop());
       ground.svn = s.info;
     },
   };

@@ -67,5 +67,5 @@ export function ground<K extends PartName>(name: K): NonNullable<Ground[K]> {
   if (part === undefined) {
     throw new Error(`test ground part "${name}" is not running (TESTGROUND_PARTS=${process.env['TESTGROUND_PARTS']})`);
   }
-  return part as NonNullable<Ground[K]>;
+  return part;
 }

@@ -9,7 +9,7 @@ import { Secret } from '../../src/config/secret.js';
 import { InputError, ManifestError, NotFoundError, UpstreamError } from '../../src/errors.js';
 import { GitSource } from '../../src/source/git.js';
 import { createSource } from '../../src/source/index.js';
-import { addCommit, bigBlob, commitWithPrefix, createRepo } from '../env/git-fixtures.js';
+import { addCommit, bigBlob, commitWithPrefix, createRepo, git } from '../env/git-fixtures.js';
 import { gitStats, startGitServer, type GitRequestRecord } from '../env/git-server.js';
 import { ground, type GitGround } from '../env/ground.js';
 
@@ -161,6 +161,25 @@ describe('GitSource against the git server', () => {
     expect(ambiguous).toBeInstanceOf(InputError);
     expect(ambiguous.message).toBe(`short SHA abcd is ambiguous in ${g.baseUrl}${repo.urlPath}; give more digits`);
     expect(unique).toBe(secondSha);
+  });
+
+  it('resolves a branch that took the place of a deleted one (feature → feature/x)', async () => {
+    const repo = await createRepo(g.root, 'src-branch-dir', [{ files: { 'kubernetes/a.yaml': 'a\n' } }], { branch: 'feature' });
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    await source.resolve(svc, 'feature');
+    await git(['update-ref', '-d', 'refs/heads/feature'], { cwd: repo.path });
+    const moved = await addCommit(g.root, 'src-branch-dir', { 'kubernetes/a.yaml': 'b\n' }, { branch: 'feature/x', from: repo.shas[0] });
+
+    const logsBefore = logs.length;
+
+    const sha = await source.resolve(svc, 'feature/x');
+    const gone = await rejection(source.resolve(svc, 'feature'));
+
+    expect(sha).toBe(moved);
+    expect(gone).toBeInstanceOf(NotFoundError);
+    // The cached refs/remotes/origin/feature was in the way: the cache was dropped and fetched again.
+    expect(logs.slice(logsBefore).some((l) => l.includes('git cache is broken'))).toBe(true);
   });
 
   it.each([

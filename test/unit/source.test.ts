@@ -167,6 +167,7 @@ describe('git output parsing', () => {
     ["fatal: repository 'http://h/zz.git/' not found", 'other'],
     ['fatal: not a git repository: /cache/x.git', 'broken'],
     ['fatal: bad config line 2 in file config', 'broken'],
+    ["error: cannot lock ref 'refs/remotes/origin/a/b': 'refs/remotes/origin/a' exists; cannot create", 'broken'],
   ])('classifies %j as %s', (stderr, kind) => {
     expect(classifyFetchError(stderr)).toBe(kind);
   });

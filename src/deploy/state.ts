@@ -1,0 +1,263 @@
+import { z } from 'zod';
+import type { ServiceConfig } from '../config/load.js';
+import { InputError } from '../errors.js';
+import type { LiveDeployment, LiveReader } from '../kube/live.js';
+import type { KubeObject } from '../kube/types.js';
+import { nameOf, parseImageRef } from '../registry/image-ref.js';
+import { ANNOTATIONS, CANARY_OF_LABEL, SERVICE_LABEL, TRACK_LABEL, canaryName } from './rewrite.js';
+import type { DeployKind } from './types.js';
+
+/**
+ * The service's state as the cluster holds it (issue "used-by flows"): the deployer stores nothing, so the version
+ * of every Deployment is read back from the annotations its rewrite wrote, and the last-known-good stable version,
+ * which a rollback after a bad promotion needs, is written by every stable deploy as `deployer.io/previous-*`.
+ */
+
+/** The stable version a Deployment ran before its current one (last-known-good). */
+export const PREVIOUS = {
+  tag: 'deployer.io/previous-tag',
+  commit: 'deployer.io/previous-commit',
+  /** JSON: digest per untagged image, keyed by the image as written in the manifests. */
+  digests: 'deployer.io/previous-digests',
+  caller: 'deployer.io/previous-caller',
+  deployedAt: 'deployer.io/previous-deployed-at',
+} as const;
+
+/** A version as read back from the cluster. */
+export interface LiveVersion {
+  readonly tag: string;
+  readonly commit: string;
+  /** Digest per untagged image, keyed by the image as written in the manifests; empty without digest pinning. */
+  readonly digests: Readonly<Record<string, string>>;
+  /** The one digest, when the service has one untagged image (the usual case). */
+  readonly digest?: string | undefined;
+  /** The token name of whoever deployed it. */
+  readonly deployedBy?: string | undefined;
+  /** ISO 8601. */
+  readonly deployedAt?: string | undefined;
+  readonly requestId?: string | undefined;
+}
+
+export interface Replicas {
+  readonly desired: number;
+  readonly ready: number;
+  readonly updated: number;
+  readonly available: number;
+  /** Pods of every revision: more than desired while a rollout replaces old pods. */
+  readonly total: number;
+}
+
+export interface TrackState {
+  readonly name: string;
+  /** Undefined for a Deployment the deployer did not version (no untagged image). */
+  readonly version?: LiveVersion | undefined;
+  readonly images: readonly string[];
+  readonly replicas: Replicas;
+}
+
+export interface CanaryState extends TrackState {
+  /** Since the canary's version was deployed. */
+  readonly ageSeconds?: number | undefined;
+}
+
+/** `GET /:service`: one entry per Deployment of the service (a stable one and its canary share an entry). */
+export interface DeploymentState {
+  readonly namespace: string;
+  /** The stable Deployment's name. */
+  readonly name: string;
+  readonly stable?: TrackState | undefined;
+  readonly canary?: CanaryState | undefined;
+  /** The last-known-good stable version, which `rollback?to=previous` deploys. */
+  readonly previous?: LiveVersion | undefined;
+}
+
+const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+const Digests = z.record(z.string(), z.string().regex(DIGEST));
+
+/** The label selector of the objects the deployer applied for `service`. */
+export function serviceSelector(service: string): string {
+  return `${SERVICE_LABEL}=${service}`;
+}
+
+/** The namespaces a service's objects may live in. */
+export function serviceNamespaces(service: ServiceConfig): string[] {
+  return [...new Set([service.namespace, ...service.allowNamespaces])];
+}
+
+/** Every Deployment the deployer applied for the service, in its namespaces. */
+export async function serviceDeployments(live: LiveReader, service: ServiceConfig): Promise<LiveDeployment[]> {
+  const lists = await Promise.all(
+    serviceNamespaces(service).map((ns) => live.listDeployments(ns, serviceSelector(service.name))),
+  );
+  return lists.flat().sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+}
+
+export function isCanary(d: LiveDeployment): boolean {
+  const track = d.annotations[ANNOTATIONS.track] ?? d.labels[TRACK_LABEL];
+  return track === 'canary' || d.labels[CANARY_OF_LABEL] !== undefined;
+}
+
+/** The name of the stable Deployment a canary stands beside. */
+export function stableNameOf(d: LiveDeployment): string {
+  if (!isCanary(d)) return d.name;
+  const of = d.labels[CANARY_OF_LABEL];
+  if (of !== undefined) return of;
+  const suffix = canaryName('');
+  return d.name.endsWith(suffix) ? d.name.slice(0, -suffix.length) : d.name;
+}
+
+/** Digest per untagged image: the applied images that carry the version's tag and a digest. */
+function digestsOf(images: readonly string[], tag: string): Record<string, string> {
+  const digests: Record<string, string> = {};
+  for (const image of images) {
+    try {
+      const ref = parseImageRef(image);
+      if (ref.tag === tag && ref.digest !== undefined && DIGEST.test(ref.digest)) digests[nameOf(ref)] = ref.digest;
+    } catch (err) {
+      // An image the apiserver accepted but we cannot parse is not one the deployer wrote.
+      if (!(err instanceof InputError)) throw err;
+    }
+  }
+  return digests;
+}
+
+function withDigest(version: Omit<LiveVersion, 'digest'>): LiveVersion {
+  const distinct = [...new Set(Object.values(version.digests))];
+  return distinct.length === 1 ? { ...version, digest: distinct[0] } : version;
+}
+
+/** The version the deployer wrote on a Deployment; undefined for one it did not version. */
+export function versionOf(d: LiveDeployment): LiveVersion | undefined {
+  const tag = d.annotations[ANNOTATIONS.tag];
+  const commit = d.annotations[ANNOTATIONS.commit];
+  if (tag === undefined || commit === undefined) return undefined;
+  return withDigest({
+    tag,
+    commit,
+    digests: digestsOf(d.images, tag),
+    deployedBy: d.annotations[ANNOTATIONS.caller],
+    deployedAt: d.annotations[ANNOTATIONS.deployedAt],
+    requestId: d.annotations[ANNOTATIONS.requestId],
+  });
+}
+
+/** The last-known-good version recorded on a stable Deployment. */
+export function previousOf(annotations: Readonly<Record<string, string>>): LiveVersion | undefined {
+  const tag = annotations[PREVIOUS.tag];
+  const commit = annotations[PREVIOUS.commit];
+  if (tag === undefined || commit === undefined) return undefined;
+  let digests: Record<string, string> = {};
+  try {
+    const parsed = Digests.safeParse(JSON.parse(annotations[PREVIOUS.digests] ?? '{}'));
+    if (parsed.success) digests = parsed.data;
+  } catch {
+    // Someone edited the annotation by hand: deploy by tag, and let the registry name the digest.
+  }
+  return withDigest({ tag, commit, digests, deployedBy: annotations[PREVIOUS.caller], deployedAt: annotations[PREVIOUS.deployedAt] });
+}
+
+/** Whether two versions are the same build: same tag and commit, and the same digests. */
+export function sameVersion(
+  a: { tag: string; commit: string; digests: Readonly<Record<string, string>> },
+  b: { tag: string; commit: string; digests: Readonly<Record<string, string>> },
+): boolean {
+  const digests = (d: Readonly<Record<string, string>>): string => JSON.stringify(Object.entries(d).sort(([x], [y]) => x.localeCompare(y)));
+  return a.tag === b.tag && a.commit === b.commit && digests(a.digests) === digests(b.digests);
+}
+
+/**
+ * The `previous-*` annotations of a stable Deployment about to be applied, given the live one it replaces:
+ * - the same version again: the live one's record is kept (a redeploy must not forget the last-known-good);
+ * - another version: the live version becomes the previous one, except on a rollback, which replaces a version
+ *   that was bad (rolling back again must not bring it back);
+ * - no live version: nothing.
+ */
+export function previousAnnotations(
+  kind: DeployKind,
+  live: LiveDeployment | undefined,
+  next: { tag: string; commit: string; digests: Readonly<Record<string, string>> },
+): Record<string, string> {
+  if (live === undefined) return {};
+  const current = versionOf(live);
+  if (current === undefined) return {};
+  if (sameVersion(current, next)) {
+    return Object.fromEntries(Object.values(PREVIOUS).flatMap((k) => (live.annotations[k] === undefined ? [] : [[k, live.annotations[k]]])));
+  }
+  if (kind === 'rollback') return {};
+  const out: Record<string, string> = {
+    [PREVIOUS.tag]: current.tag,
+    [PREVIOUS.commit]: current.commit,
+    [PREVIOUS.digests]: JSON.stringify(current.digests),
+  };
+  if (current.deployedBy !== undefined) out[PREVIOUS.caller] = current.deployedBy;
+  if (current.deployedAt !== undefined) out[PREVIOUS.deployedAt] = current.deployedAt;
+  return out;
+}
+
+/**
+ * Adds the `previous-*` annotations to the versioned stable Deployments of a deploy (those the rewrite stamped),
+ * reading each one's live object. Returns copies; other objects pass unchanged.
+ */
+export async function recordPrevious(
+  live: Pick<LiveReader, 'getDeployment'>,
+  objects: readonly KubeObject[],
+  kind: DeployKind,
+  next: { tag: string; commit: string; digests: Readonly<Record<string, string>> },
+): Promise<KubeObject[]> {
+  return Promise.all(
+    objects.map(async (object) => {
+      const { metadata } = object;
+      if (object.kind !== 'Deployment' || metadata.annotations?.[ANNOTATIONS.track] !== 'stable' || metadata.namespace === undefined) {
+        return object;
+      }
+      const previous = previousAnnotations(kind, await live.getDeployment(metadata.namespace, metadata.name), next);
+      // The rewrite copied the annotations already; a copy again keeps this function's input untouched too.
+      const annotations = { ...metadata.annotations };
+      for (const key of Object.values(PREVIOUS)) delete annotations[key];
+      return { ...object, metadata: { ...metadata, annotations: { ...annotations, ...previous } } };
+    }),
+  );
+}
+
+function replicasOf(d: LiveDeployment): Replicas {
+  const s = d.status;
+  return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
+}
+
+function trackOf(d: LiveDeployment): TrackState {
+  return { name: d.name, version: versionOf(d), images: d.images, replicas: replicasOf(d) };
+}
+
+/** Time since `iso`, in whole seconds; undefined for a missing or unreadable time. */
+export function ageSeconds(iso: string | undefined, now: number): number | undefined {
+  if (iso === undefined) return undefined;
+  const at = Date.parse(iso);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.floor((now - at) / 1000));
+}
+
+/** When a canary's version was deployed: its annotation, else when the Deployment was created. */
+export function canaryDeployedAt(d: LiveDeployment): string | undefined {
+  return d.annotations[ANNOTATIONS.deployedAt] ?? d.createdAt;
+}
+
+/** The service's Deployments paired up: each stable Deployment with its canary and its last-known-good version. */
+export function serviceState(deployments: readonly LiveDeployment[], now: number): DeploymentState[] {
+  const entries = new Map<string, { namespace: string; name: string; stable?: LiveDeployment; canary?: LiveDeployment }>();
+  for (const d of deployments) {
+    const name = stableNameOf(d);
+    const key = `${d.namespace}/${name}`;
+    const entry = entries.get(key) ?? { namespace: d.namespace, name };
+    if (isCanary(d)) entry.canary = d;
+    else entry.stable = d;
+    entries.set(key, entry);
+  }
+  return [...entries.values()]
+    .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name))
+    .map(({ namespace, name, stable, canary }) => ({
+      namespace,
+      name,
+      stable: stable === undefined ? undefined : trackOf(stable),
+      canary: canary === undefined ? undefined : { ...trackOf(canary), ageSeconds: ageSeconds(canaryDeployedAt(canary), now) },
+      previous: stable === undefined ? undefined : previousOf(stable.annotations),
+    }));
+}

@@ -1,0 +1,150 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { UpstreamError } from '../errors.js';
+import { refusal, type RequestContext } from './failures.js';
+import { KubeTransport, loadKubeConfig, type KubeResponse } from './transport.js';
+
+/** A coordination.k8s.io/v1 Lease as the deploy lock uses it. */
+export interface LeaseRecord {
+  readonly namespace: string;
+  readonly name: string;
+  /** Optimistic concurrency: an update names the version it read and fails (conflict) if the Lease changed since. */
+  readonly resourceVersion: string;
+  readonly holder?: string | undefined;
+  readonly durationSeconds?: number | undefined;
+  readonly acquireTime?: Date | undefined;
+  readonly renewTime?: Date | undefined;
+  readonly transitions: number;
+}
+
+/** What a holder writes. */
+export interface LeaseSpec {
+  readonly holder: string | undefined;
+  readonly durationSeconds: number;
+  readonly acquireTime: Date | undefined;
+  readonly renewTime: Date | undefined;
+  readonly transitions: number;
+}
+
+/** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */
+export interface LeaseStore {
+  get(namespace: string, name: string): Promise<LeaseRecord | undefined>;
+  create(namespace: string, name: string, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
+  update(record: LeaseRecord, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
+}
+
+const MicroTime = z
+  .string()
+  .transform((s) => new Date(s))
+  .refine((d) => !Number.isNaN(d.getTime()), 'a time');
+
+const Lease = z.looseObject({
+  metadata: z.looseObject({ name: z.string(), namespace: z.string().optional(), resourceVersion: z.string() }),
+  spec: z
+    .looseObject({
+      holderIdentity: z.string().nullish(),
+      leaseDurationSeconds: z.number().nullish(),
+      acquireTime: MicroTime.nullish(),
+      renewTime: MicroTime.nullish(),
+      leaseTransitions: z.number().nullish(),
+    })
+    .optional(),
+});
+
+/**
+ * Kubernetes' MicroTime is RFC 3339 with exactly six fractional digits; the apiserver refuses JavaScript's three.
+ */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+export interface KubeLeasesOptions {
+  kubeconfig?: string | undefined;
+  logger: Logger;
+  timeoutMs?: number;
+}
+
+/** Leases over the apiserver's REST API. */
+export class KubeLeases implements LeaseStore {
+  readonly #transport: KubeTransport;
+
+  constructor(options: KubeLeasesOptions) {
+    // Short requests: a lock that cannot be renewed within its duration is lost anyway.
+    this.#transport = new KubeTransport(loadKubeConfig(options.kubeconfig), options.timeoutMs ?? 10_000);
+  }
+
+  async get(namespace: string, name: string): Promise<LeaseRecord | undefined> {
+    const res = await this.#transport.send({ method: 'GET', path: leasePath(namespace, name) });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw refusal(res, context('get', namespace, name));
+    return recordOf(res, namespace, 'get');
+  }
+
+  async create(namespace: string, name: string, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'> {
+    const res = await this.#transport.send({
+      method: 'POST',
+      path: leasePath(namespace),
+      body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: specOf(spec) },
+    });
+    if (res.status === 409) return 'conflict';
+    if (res.status !== 201 && res.status !== 200) throw refusal(res, context('create', namespace, name));
+    return recordOf(res, namespace, 'create');
+  }
+
+  async update(record: LeaseRecord, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'> {
+    const { namespace, name } = record;
+    const res = await this.#transport.send({
+      method: 'PUT',
+      path: leasePath(namespace, name),
+      body: {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name, namespace, resourceVersion: record.resourceVersion },
+        spec: specOf(spec),
+      },
+    });
+    // 409: changed since it was read; 404: deleted meanwhile. Either way: read it again.
+    if (res.status === 409 || res.status === 404) return 'conflict';
+    if (res.status !== 200) throw refusal(res, context('update', namespace, name));
+    return recordOf(res, namespace, 'update');
+  }
+}
+
+function leasePath(namespace: string, name?: string): string {
+  const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
+}
+
+function context(verb: string, namespace: string, name: string): RequestContext {
+  return { verb, resource: 'leases', group: 'coordination.k8s.io', namespace, name };
+}
+
+function specOf(spec: LeaseSpec): Record<string, unknown> {
+  return {
+    holderIdentity: spec.holder ?? null,
+    leaseDurationSeconds: spec.durationSeconds,
+    acquireTime: spec.acquireTime === undefined ? null : microTime(spec.acquireTime),
+    renewTime: spec.renewTime === undefined ? null : microTime(spec.renewTime),
+    leaseTransitions: spec.transitions,
+  };
+}
+
+function recordOf(res: KubeResponse, namespace: string, verb: string): LeaseRecord {
+  const parsed = Lease.safeParse(res.body);
+  if (!parsed.success) {
+    throw new UpstreamError('kubernetes', `the Kubernetes apiserver answered something unexpected to ${verb} a lease`, {
+      cause: parsed.error,
+    });
+  }
+  const { metadata, spec } = parsed.data;
+  return {
+    namespace: metadata.namespace ?? namespace,
+    name: metadata.name,
+    resourceVersion: metadata.resourceVersion,
+    holder: spec?.holderIdentity ?? undefined,
+    durationSeconds: spec?.leaseDurationSeconds ?? undefined,
+    acquireTime: spec?.acquireTime ?? undefined,
+    renewTime: spec?.renewTime ?? undefined,
+    transitions: spec?.leaseTransitions ?? 0,
+  };
+}

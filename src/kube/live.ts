@@ -1,0 +1,274 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { UpstreamError } from '../errors.js';
+import { refusal, type RequestContext } from './failures.js';
+import { KubeTransport, loadKubeConfig } from './transport.js';
+
+/**
+ * Reads of the cluster's live state, for what the deployer shows and decides from it: the service's Deployments
+ * (their version annotations and rollout status), and the replica sets and pods of a rollout in progress. The
+ * deployer stores nothing itself; the annotations its rewrite writes are its memory.
+ */
+
+const Labels = z.record(z.string(), z.string());
+const Meta = z.looseObject({
+  name: z.string(),
+  namespace: z.string().optional(),
+  uid: z.string().optional(),
+  generation: z.number().optional(),
+  creationTimestamp: z.string().optional(),
+  deletionTimestamp: z.string().optional(),
+  labels: Labels.optional(),
+  annotations: Labels.optional(),
+  ownerReferences: z.array(z.looseObject({ uid: z.string() })).optional(),
+});
+const Containers = z.array(z.looseObject({ name: z.string(), image: z.string().optional() })).optional();
+
+const DeploymentItem = z.looseObject({
+  metadata: Meta,
+  spec: z
+    .looseObject({
+      replicas: z.number().optional(),
+      selector: z.looseObject({ matchLabels: Labels.optional() }).optional(),
+      template: z
+        .looseObject({
+          spec: z.looseObject({ containers: Containers, initContainers: Containers }).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  status: z
+    .looseObject({
+      observedGeneration: z.number().optional(),
+      replicas: z.number().optional(),
+      updatedReplicas: z.number().optional(),
+      readyReplicas: z.number().optional(),
+      availableReplicas: z.number().optional(),
+      conditions: z
+        .array(
+          z.looseObject({
+            type: z.string(),
+            status: z.string(),
+            reason: z.string().optional(),
+            message: z.string().optional(),
+          }),
+        )
+        .optional(),
+    })
+    .optional(),
+});
+
+const ReplicaSetItem = z.looseObject({
+  metadata: Meta,
+  spec: z.looseObject({ replicas: z.number().optional() }).optional(),
+});
+
+const ContainerStatus = z.looseObject({
+  name: z.string(),
+  ready: z.boolean().optional(),
+  restartCount: z.number().optional(),
+  state: z
+    .looseObject({ waiting: z.looseObject({ reason: z.string().optional(), message: z.string().optional() }).optional() })
+    .optional(),
+});
+const PodItem = z.looseObject({
+  metadata: Meta,
+  status: z
+    .looseObject({
+      phase: z.string().optional(),
+      containerStatuses: z.array(ContainerStatus).optional(),
+      initContainerStatuses: z.array(ContainerStatus).optional(),
+    })
+    .optional(),
+});
+
+const List = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), metadata: z.object({ continue: z.string().optional() }).optional() });
+
+export interface DeploymentCondition {
+  readonly type: string;
+  readonly status: string;
+  readonly reason?: string | undefined;
+  readonly message?: string | undefined;
+}
+
+/** A Deployment as the deployer reads it. */
+export interface LiveDeployment {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly generation: number;
+  readonly createdAt?: string | undefined;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly selector: Readonly<Record<string, string>>;
+  /** The images of the pod template's containers and init containers, as applied. */
+  readonly images: readonly string[];
+  /** `spec.replicas` (1 when unset, as the apiserver defaults it). */
+  readonly desired: number;
+  readonly status: {
+    readonly observedGeneration: number;
+    readonly replicas: number;
+    readonly updated: number;
+    readonly ready: number;
+    readonly available: number;
+    readonly conditions: readonly DeploymentCondition[];
+  };
+}
+
+export interface LiveReplicaSet {
+  readonly name: string;
+  readonly uid: string;
+  readonly ownerUids: readonly string[];
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly desired: number;
+}
+
+export interface LiveContainer {
+  readonly name: string;
+  readonly ready: boolean;
+  readonly restarts: number;
+  /** Why the container waits (`CrashLoopBackOff`, `ImagePullBackOff`, `ContainerCreating`, ...), if it does. */
+  readonly waiting?: string | undefined;
+  readonly message?: string | undefined;
+}
+
+export interface LivePod {
+  readonly name: string;
+  readonly ownerUids: readonly string[];
+  /** Being deleted: no longer counted. */
+  readonly terminating: boolean;
+  readonly containers: readonly LiveContainer[];
+}
+
+/** What src/deploy reads of the cluster. */
+export interface LiveReader {
+  getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined>;
+  listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]>;
+  listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]>;
+  listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
+}
+
+export interface KubeLiveOptions {
+  kubeconfig?: string | undefined;
+  logger: Logger;
+  timeoutMs?: number;
+}
+
+/** The live-state reads over the apiserver's REST API (see KubeClient for writes). */
+export class KubeLive implements LiveReader {
+  readonly #transport: KubeTransport;
+
+  constructor(options: KubeLiveOptions) {
+    this.#transport = new KubeTransport(loadKubeConfig(options.kubeconfig), options.timeoutMs ?? 30_000);
+  }
+
+  async getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined> {
+    const context: RequestContext = { verb: 'get', resource: 'deployments', group: 'apps', namespace, name };
+    const res = await this.#transport.send({ method: 'GET', path: `${appsPath(namespace, 'deployments')}/${encodeURIComponent(name)}` });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw refusal(res, context);
+    const parsed = DeploymentItem.safeParse(res.body);
+    if (!parsed.success) throw unexpected(`deployment ${namespace}/${name}`, parsed.error);
+    return deploymentOf(parsed.data, namespace);
+  }
+
+  async listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]> {
+    const items = await this.#list(appsPath(namespace, 'deployments'), DeploymentItem, labelSelector, {
+      verb: 'list',
+      resource: 'deployments',
+      group: 'apps',
+      namespace,
+    });
+    return items.map((d) => deploymentOf(d, namespace));
+  }
+
+  async listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]> {
+    const items = await this.#list(appsPath(namespace, 'replicasets'), ReplicaSetItem, labelSelector, {
+      verb: 'list',
+      resource: 'replicasets',
+      group: 'apps',
+      namespace,
+    });
+    return items.map((rs) => ({
+      name: rs.metadata.name,
+      uid: rs.metadata.uid ?? '',
+      ownerUids: (rs.metadata.ownerReferences ?? []).map((o) => o.uid),
+      annotations: rs.metadata.annotations ?? {},
+      labels: rs.metadata.labels ?? {},
+      desired: rs.spec?.replicas ?? 1,
+    }));
+  }
+
+  async listPods(namespace: string, labelSelector: string): Promise<LivePod[]> {
+    const items = await this.#list(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`, PodItem, labelSelector, {
+      verb: 'list',
+      resource: 'pods',
+      namespace,
+    });
+    return items.map((p) => ({
+      name: p.metadata.name,
+      ownerUids: (p.metadata.ownerReferences ?? []).map((o) => o.uid),
+      terminating: p.metadata.deletionTimestamp !== undefined,
+      containers: [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].map((c) => ({
+        name: c.name,
+        ready: c.ready ?? false,
+        restarts: c.restartCount ?? 0,
+        waiting: c.state?.waiting?.reason,
+        message: c.state?.waiting?.message,
+      })),
+    }));
+  }
+
+  async #list<T extends z.ZodType>(path: string, item: T, labelSelector: string, context: RequestContext): Promise<z.output<T>[]> {
+    const schema = List(item);
+    const out: z.output<T>[] = [];
+    let next: string | undefined;
+    do {
+      const res = await this.#transport.send({ method: 'GET', path, query: { labelSelector, limit: '250', continue: next } });
+      if (res.status !== 200) throw refusal(res, context);
+      const list = schema.safeParse(res.body);
+      if (!list.success) throw unexpected(`the list of ${context.resource} in ${context.namespace ?? ''}`, list.error);
+      out.push(...(list.data.items as z.output<T>[]));
+      next = list.data.metadata?.continue || undefined;
+    } while (next !== undefined);
+    return out;
+  }
+}
+
+function appsPath(namespace: string, resource: string): string {
+  return `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/${resource}`;
+}
+
+function deploymentOf(d: z.output<typeof DeploymentItem>, namespace: string): LiveDeployment {
+  const pod = d.spec?.template?.spec;
+  const images = [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])]
+    .map((c) => c.image)
+    .filter((i): i is string => i !== undefined);
+  const s = d.status;
+  return {
+    namespace: d.metadata.namespace ?? namespace,
+    name: d.metadata.name,
+    uid: d.metadata.uid ?? '',
+    generation: d.metadata.generation ?? 0,
+    createdAt: d.metadata.creationTimestamp,
+    labels: d.metadata.labels ?? {},
+    annotations: d.metadata.annotations ?? {},
+    selector: d.spec?.selector?.matchLabels ?? {},
+    images,
+    desired: d.spec?.replicas ?? 1,
+    status: {
+      observedGeneration: s?.observedGeneration ?? 0,
+      replicas: s?.replicas ?? 0,
+      updated: s?.updatedReplicas ?? 0,
+      ready: s?.readyReplicas ?? 0,
+      available: s?.availableReplicas ?? 0,
+      conditions: s?.conditions ?? [],
+    },
+  };
+}
+
+function unexpected(what: string, cause: unknown): UpstreamError {
+  return new UpstreamError('kubernetes', `the Kubernetes apiserver answered something unexpected for ${what}`, { cause });
+}

@@ -1,0 +1,71 @@
+import { existsSync } from 'node:fs';
+import { adminClient } from '../env/kube-helpers.js';
+import type { Answer } from '../e2e/setup.js';
+
+/**
+ * Shared pieces of the hardening suite: what "nothing was applied" means (the namespace's Deployments, ConfigMaps
+ * and Services, each with its resourceVersion, are the same after as before) and a scanner that collects everything
+ * the deployer said during a file (logs, answers, reports) to look for secrets in it at the end.
+ */
+
+/** Every Deployment, ConfigMap and Service of `namespace` as `Kind/name@resourceVersion`, sorted. */
+export async function snapshot(namespace: string): Promise<string[]> {
+  const { apps, core } = adminClient();
+  const [deployments, configMaps, services] = await Promise.all([
+    apps.listNamespacedDeployment({ namespace }),
+    core.listNamespacedConfigMap({ namespace }),
+    core.listNamespacedService({ namespace }),
+  ]);
+  const line = (kind: string) => (o: { metadata?: { name?: string; resourceVersion?: string } }) =>
+    `${kind}/${o.metadata?.name ?? ''}@${o.metadata?.resourceVersion ?? ''}`;
+  return [
+    ...deployments.items.map(line('Deployment')),
+    ...configMaps.items.map(line('ConfigMap')),
+    ...services.items.map(line('Service')),
+  ].sort();
+}
+
+/** Everything captured during a test file, with where it came from, to scan for secrets at the end. */
+export class Captured {
+  readonly #texts: Array<{ where: string; text: string }> = [];
+  readonly #sources: Array<{ where: string; read: () => string }> = [];
+
+  add(where: string, text: string): void {
+    this.#texts.push({ where, text });
+  }
+
+  /** An answer's body and headers as the caller saw them. */
+  answer(where: string, answer: Answer): Answer {
+    this.add(where, JSON.stringify(answer.body));
+    return answer;
+  }
+
+  /** A source read at scan time (a log that keeps growing, a capture server's requests). */
+  source(where: string, read: () => string): void {
+    this.#sources.push({ where, read });
+  }
+
+  /** Where any of `secrets` occurs, as `where: secret-name`; also in base64 and URL-encoded spellings. */
+  leaks(secrets: Record<string, string>): string[] {
+    const all = [...this.#texts, ...this.#sources.map((s) => ({ where: s.where, text: s.read() }))];
+    const found: string[] = [];
+    for (const [name, secret] of Object.entries(secrets)) {
+      const spellings = [secret, Buffer.from(secret).toString('base64'), encodeURIComponent(secret)];
+      for (const { where, text } of all) {
+        if (spellings.some((s) => text.includes(s))) found.push(`${where}: ${name}`);
+      }
+    }
+    return found;
+  }
+
+  get size(): number {
+    return this.#texts.length + this.#sources.length;
+  }
+}
+
+/** Files a successful shell injection in these tests would create. */
+export const PWNED = ['/tmp/deployer-pwned', '/tmp/deployer-pwned-2'] as const;
+
+export function nothingPwned(): boolean {
+  return PWNED.every((p) => !existsSync(p));
+}
