@@ -116,7 +116,7 @@ async function findTag(
   for (;;) {
     const perImage = await Promise.all(
       images.map(async (image) =>
-        (await deps.registry.tags(image)).filter((t) => tagMatchesCommit(t, commit, service.repository.type)),
+        (await tagsOrNone(deps.registry, image)).filter((t) => tagMatchesCommit(t, commit, service.repository.type)),
       ),
     );
     const [first, ...rest] = perImage;
@@ -148,6 +148,16 @@ async function findTag(
     await sleep(pause);
     slept += pause;
     delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+/** A repository the registry does not know yet has no tags: CI's first push of a new image may still be running. */
+async function tagsOrNone(registry: Registry, image: ImageRef): Promise<string[]> {
+  try {
+    return await registry.tags(image);
+  } catch (err) {
+    if (err instanceof NotFoundError) return [];
+    throw err;
   }
 }
 

@@ -101,6 +101,18 @@ describe('resolveVersion', () => {
     expect(slept).toEqual([1000, 2000]);
   });
 
+  it('commit only: an image repository the registry does not know yet counts as "no tag yet" and is waited for', async () => {
+    const registry = fakeRegistry({ web: [['main-0123456']] });
+    let calls = 0;
+    const lagging: Registry = {
+      ...registry,
+      tags: (image) => (++calls === 1 ? Promise.reject(new NotFoundError('repository unknown')) : registry.tags(image)),
+    };
+    const v = await resolveVersion({ source: fakeSource([SHA]), registry: lagging, sleep: noSleep }, opts, service(), { commit: SHA }, images('web'));
+    expect(v.tag).toBe('main-0123456');
+    expect(calls).toBe(2);
+  });
+
   it('commit only, waiting off: a missing tag is NotFound naming the image', async () => {
     const registry = fakeRegistry({ web: [['main-fedcba9']] });
     const p = resolveVersion({ source: fakeSource([SHA]), registry, sleep: noSleep }, { ...opts, registryWaitSeconds: 0 }, service(), { commit: SHA }, images('web'));
