@@ -12,8 +12,8 @@
  * bench itself could not run.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -94,7 +94,10 @@ function mustSucceed(what: string, answer: Answer): Answer {
   return answer;
 }
 
-const errorOf = (a: Answer): string => `${a.status} ${String(a.body['error'] ?? a.body['message'] ?? JSON.stringify(a.body)).slice(0, 200)}`;
+const errorOf = (a: Answer): string => {
+  const text = a.body['error'] ?? a.body['message'];
+  return `${a.status} ${(typeof text === 'string' ? text : JSON.stringify(a.body)).slice(0, 200)}`;
+};
 
 /** Machine, date and commit for the report's head. */
 function machine(): Record<string, string> {
@@ -117,7 +120,64 @@ function machine(): Record<string, string> {
     git: cmd('git', ['--version']),
     kubectl: cmd(KUBECTL, ['version', '--client', '--output=yaml']).match(/gitVersion: (\S+)/)?.[1] ?? 'unknown',
     cluster: 'kube-apiserver + kube-controller-manager v1.20.2 (test ground, no kubelet), etcd',
+    'load average at start (1/5/15 min)': loadavg().map((l) => l.toFixed(1)).join(' / '),
   };
+}
+
+/**
+ * Compiles src/ as `npm run build` does, into node_modules/.cache (so its imports resolve to the project's
+ * node_modules and `../package.json` is found); gives the path of main.js.
+ */
+async function compileDeployer(): Promise<string> {
+  const out = join(PROJECT, 'node_modules', '.cache', 'deployer-bench');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'package.json'), readFileSync(join(PROJECT, 'package.json')));
+  const tsc = join(PROJECT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const main = join(out, 'dist', 'main.js');
+  try {
+    await run(process.execPath, [tsc, '-p', join(PROJECT, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], { cwd: PROJECT });
+  } catch (err) {
+    // tsc still emits when a file has type errors (a tree being worked on); only a missing main.js is fatal here.
+    if (!existsSync(main)) throw err;
+  }
+  return main;
+}
+
+/** RSS of a fresh node process that imported `lib` (nothing for '') and settled; undefined when that failed. */
+async function importRss(lib: string): Promise<number | undefined> {
+  const script =
+    `if (${JSON.stringify(lib)} !== '') await import(${JSON.stringify(lib)});\n` +
+    'await new Promise((r) => setTimeout(r, 500));\n' +
+    "const s = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');\n" +
+    'process.stdout.write(/VmRSS:\\s+(\\d+)/.exec(s)?.[1] ?? "");\n';
+  try {
+    const out = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: PROJECT });
+    const kb = Number(out.trim());
+    return Number.isFinite(kb) && kb > 0 ? kb * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const LogLine = z.object({ level: z.number(), msg: z.string().optional(), err: z.object({ message: z.string() }).optional() });
+
+/** The deployer's warnings and errors (pino level ≥ 40), counted by message, for the report. */
+function problemsIn(logFile: string): string[] {
+  const counts = new Map<string, number>();
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let parsed;
+    try {
+      parsed = LogLine.safeParse(JSON.parse(line));
+    } catch {
+      continue;
+    }
+    if (!parsed.success || parsed.data.level < 40) continue;
+    const text = `${parsed.data.msg ?? ''}${parsed.data.err === undefined ? '' : `: ${parsed.data.err.message}`}`.slice(0, 300);
+    counts.set(text, (counts.get(text) ?? 0) + 1);
+  }
+  return [...counts].map(([text, n]) => `${n} × ${text}`);
 }
 
 const LiveObjects = z.object({
@@ -149,19 +209,31 @@ async function main(): Promise<void> {
   say(`scratch directory ${base}`);
   try {
     // ---- the ground --------------------------------------------------------------------------------------------
-    say('starting the test ground (apiserver, registries, git server)');
+    say('starting the test ground (apiserver, registries, git server); compiling src/ for the memory comparison');
+    const build = compileDeployer().catch((err: unknown) => err as Error);
     const parts = await Promise.allSettled([
       startKube(join(base, 'kube'), logsDir),
       startRegistries(join(base, 'registry'), logsDir),
       startGitServer(join(base, 'git'), logsDir),
     ]);
-    for (const p of parts) if (p.status === 'fulfilled') stops.push(p.value.stop);
+    for (const p of parts) if (p.status === 'fulfilled') stops.push(() => p.value.stop());
     const failed = parts.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (failed !== undefined) throw new Error(`the test ground did not start (logs in ${logsDir})`, { cause: failed.reason });
     const kube = (parts[0] as PromiseFulfilledResult<Started<KubeGround>>).value.info;
     const registry = (parts[1] as PromiseFulfilledResult<Started<RegistryGround>>).value.info.anonymous;
     const git = (parts[2] as PromiseFulfilledResult<Started<GitGround>>).value.info;
     const gitRoot = git.root;
+
+    // ---- what one process costs on this machine (both ways of working start many) --------------------------------
+    const rows: Row[] = [];
+    const gitSpawn: number[] = [];
+    for (let i = 0; i < 20; i++) gitSpawn.push((await timed(() => run('git', ['--version']))).ms);
+    const kubectlSpawn: number[] = [];
+    for (let i = 0; i < 5; i++) kubectlSpawn.push((await timed(() => run(KUBECTL, ['version', '--client']))).ms);
+    rows.push(
+      { section: 'Machine', figure: 'start of one git process (`git --version`)', samples: gitSpawn },
+      { section: 'Machine', figure: 'start of one kubectl process (`kubectl version --client`)', samples: kubectlSpawn },
+    );
 
     // ---- repositories ------------------------------------------------------------------------------------------
     say('building repositories');
@@ -175,14 +247,21 @@ async function main(): Promise<void> {
     }
     const scratch = join(base, 'scratch');
     mkdirSync(scratch, { recursive: true });
-    const big: Array<{ mib: number; repo: BenchRepo; aliases: string[]; profileAlias: string; buildMs: number }> = [];
+    const big: Array<{ mib: number; repo: BenchRepo; aliases: string[]; profileAlias: string; blobAlias: string; buildMs: number }> = [];
     for (const mib of SETTINGS.sizesMiB) {
       say(`building a repository with ${mib} MiB of history`);
       const built = await timed(() =>
         bigRepo({ gitRoot, registry, name: `big-${mib}`, historyBytes: mib * MiB, commits: SETTINGS.bigCommits, scratchDir: scratch }),
       );
       const aliases = Array.from({ length: SETTINGS.coldSamples }, (_, i) => alias(gitRoot, built.value.name, `big-${mib}-c${i + 1}`));
-      big.push({ mib, repo: built.value, aliases, profileAlias: alias(gitRoot, built.value.name, `big-${mib}-prof`), buildMs: built.ms });
+      big.push({
+        mib,
+        repo: built.value,
+        aliases,
+        profileAlias: alias(gitRoot, built.value.name, `big-${mib}-prof`),
+        blobAlias: alias(gitRoot, built.value.name, `big-${mib}-blob`),
+        buildMs: built.ms,
+      });
     }
 
     // ---- namespaces and the deployer's configuration --------------------------------------------------------
@@ -193,7 +272,7 @@ async function main(): Promise<void> {
       { name: profWeb.name, urlPath: profWeb.repo.urlPath, namespace: 'bench-prof' },
       ...conc.map((c) => ({ name: c.name, urlPath: c.repo.urlPath, namespace: `bench-${c.name}` })),
       ...big.flatMap((b) =>
-        [...b.aliases, b.profileAlias].map((a) => ({ name: a, urlPath: `${a}.git`, namespace: `bench-${a}` })),
+        [...b.aliases, b.profileAlias, b.blobAlias].map((a) => ({ name: a, urlPath: `${a}.git`, namespace: `bench-${a}` })),
       ),
     ];
     await createNamespaces({
@@ -233,7 +312,29 @@ async function main(): Promise<void> {
     say(`idle RSS ${(idleRss / MiB).toFixed(1)} MiB`);
     const deployUrl = (service: string, kind = 'deploy'): string => `${d.url}/${service}/${kind}`;
 
-    const rows: Row[] = [];
+    // The same configuration from the compiled build, for comparison: what tsx itself costs.
+    const built = await build;
+    let compiledIdle: number | undefined;
+    let compiledNote = '';
+    if (built instanceof Error) compiledNote = `not measured: ${built.message.slice(0, 200)}`;
+    else {
+      const cdir = join(base, 'deployer-compiled');
+      mkdirSync(cdir, { recursive: true });
+      const cport = await freePort();
+      const compiled = await startDeployerProcess({
+        projectDir: PROJECT,
+        dir: cdir,
+        port: cport,
+        config: rawConfig(join(cdir, 'cache'), cport),
+        args: [built],
+      });
+      try {
+        await new Promise((r) => setTimeout(r, 2000));
+        compiledIdle = compiled.rss();
+      } finally {
+        await compiled.stop();
+      }
+    }
 
     // ---- baseline: warm --------------------------------------------------------------------------------------
     say(`baseline: ${SETTINGS.baselineRuns} warm deploys (git fetch + checkout, kubectl apply per file)`);
@@ -292,55 +393,69 @@ async function main(): Promise<void> {
     );
 
     // ---- canary and rollback -----------------------------------------------------------------------------------
-    say(`canary: ${SETTINGS.canaryRuns} canary deploys`);
+    say(`canary: ${SETTINGS.canaryRuns} canary deploys, each followed by a rollback; ${SETTINGS.canaryRuns} rollbacks to the previous version`);
     mustSucceed('first deploy of canary-web', await call(deployUrl(canaryWeb.name), { commit: canaryWeb.repo.shas[0] ?? '' }));
     const canary: number[] = [];
+    const rollbackCanary: number[] = [];
+    const rollbackPrevious: number[] = [];
     let canaryErrors = 0;
+    let rollbackNote = '';
+    let rollbackAvailable = true;
     for (let i = 0; i < SETTINGS.canaryRuns; i++) {
       const sha = await newVersion({ gitRoot, registry, repo: canaryWeb, value: `c${i}` });
       const a = await call(deployUrl(canaryWeb.name, 'canary'), { commit: sha });
-      if (a.status === 200) canary.push(a.ms);
-      else {
+      if (a.status !== 200) {
         canaryErrors++;
         say(`canary failed: ${errorOf(a)}`);
+        continue;
       }
-    }
-    rows.push({
-      section: 'Canary and rollback',
-      figure: `canary deploy (HTTP)${canaryErrors > 0 ? ` (${canaryErrors} errors)` : ''}`,
-      samples: canary,
-      baselineP50: baseWarmP50,
-    });
-    say('rollback: probing PUT /:service/rollback');
-    const rollback: number[] = [];
-    let rollbackNote = '';
-    {
-      // Two stable versions, so that there is one to go back to.
-      for (let i = 0; i < 2; i++) {
-        const sha = await newVersion({ gitRoot, registry, repo: canaryWeb, value: `r${i}` });
-        mustSucceed('stable deploy before rollback', await call(deployUrl(canaryWeb.name), { commit: sha }));
-      }
-      const probe = await call(deployUrl(canaryWeb.name, 'rollback'));
-      if (probe.status !== 200) {
-        rollbackNote = `not measured: PUT /${canaryWeb.name}/rollback answered ${errorOf(probe)}`;
+      canary.push(a.ms);
+      if (!rollbackAvailable) continue;
+      // The thesis' rollback: the canary goes, stable stays.
+      const r = await call(deployUrl(canaryWeb.name, 'rollback'));
+      const deleted = JSON.stringify(r.body['objects'] ?? []).includes('"deleted"');
+      if (r.status === 200 && deleted) rollbackCanary.push(r.ms);
+      else if (rollbackCanary.length === 0) {
+        rollbackAvailable = false;
+        rollbackNote = `not measured: PUT /${canaryWeb.name}/rollback answered ${r.status === 200 ? `200 without deleting the canary: ${JSON.stringify(r.body).slice(0, 200)}` : errorOf(r)}`;
         say(rollbackNote);
-      } else {
-        for (let i = 0; i < SETTINGS.canaryRuns; i++) {
-          const sha = await newVersion({ gitRoot, registry, repo: canaryWeb, value: `rb${i}` });
-          mustSucceed('stable deploy before rollback', await call(deployUrl(canaryWeb.name), { commit: sha }));
-          const a = await call(deployUrl(canaryWeb.name, 'rollback'));
-          if (a.status === 200) rollback.push(a.ms);
-          else rollbackNote = `some rollbacks failed: ${errorOf(a)}`;
-        }
+      } else rollbackNote = `some rollbacks failed: ${errorOf(r)}`;
+    }
+    if (rollbackAvailable) {
+      for (let i = 0; i < SETTINGS.canaryRuns; i++) {
+        const sha = await newVersion({ gitRoot, registry, repo: canaryWeb, value: `s${i}` });
+        mustSucceed('stable deploy before a rollback', await call(deployUrl(canaryWeb.name), { commit: sha }));
+        const r = await call(deployUrl(canaryWeb.name, 'rollback'), { to: 'previous' });
+        if (r.status === 200) rollbackPrevious.push(r.ms);
+        else say(`rollback to previous failed: ${errorOf(r)}`);
       }
     }
-    rows.push({
-      section: 'Canary and rollback',
-      figure: 'rollback (HTTP, to the previous version)',
-      samples: rollback,
-      baselineP50: baseWarmP50,
-      ...(rollbackNote === '' ? {} : { note: rollbackNote }),
-    });
+    rows.push(
+      {
+        section: 'Canary and rollback',
+        figure: `canary deploy (HTTP)${canaryErrors > 0 ? `, ${canaryErrors} errors` : ''}`,
+        samples: canary,
+        baselineP50: baseWarmP50,
+      },
+      {
+        section: 'Canary and rollback',
+        figure: 'rollback of the canary (PUT /:service/rollback, no body: the canary Deployment goes)',
+        samples: rollbackCanary,
+        baselineP50: baseWarmP50,
+        ...(rollbackNote === '' ? {} : { note: rollbackNote }),
+      },
+      {
+        section: 'Canary and rollback',
+        figure: 'rollback to the previous stable version (`to=previous`)',
+        samples: rollbackPrevious,
+        baselineP50: baseWarmP50,
+        ...(rollbackAvailable && rollbackPrevious.length < SETTINGS.canaryRuns
+          ? { note: `${SETTINGS.canaryRuns - rollbackPrevious.length} failed` }
+          : rollbackAvailable
+            ? {}
+            : { note: 'not measured (see above)' }),
+      },
+    );
 
     // ---- concurrency -------------------------------------------------------------------------------------------
     const total = SETTINGS.concurrentServices * SETTINGS.concurrentPerService;
@@ -380,7 +495,18 @@ async function main(): Promise<void> {
     const sampledPeak = sampler.stop();
     const concPeak = resetOk ? Math.max(d.peak(), sampledPeak) : sampledPeak;
     const concErrors = answers.filter((a) => a.status !== 200);
-    for (const e of concErrors.slice(0, 3)) say(`concurrent deploy failed: ${errorOf(e)}`);
+    // For a failed deploy: does the fixture commit hold the manifests? (Tells a deployer fault from a fixture one.)
+    const failures: string[] = [];
+    for (const [i, a] of answers.entries()) {
+      const r = requests[i];
+      if (a.status === 200 || r === undefined) continue;
+      const files = await run('git', ['ls-tree', '-r', '--name-only', r.sha, '--', 'kubernetes'], {
+        cwd: join(gitRoot, `${r.service}.git`),
+      }).catch((err: unknown) => `(ls-tree failed: ${String(err)})`);
+      const line = `${r.service} ${r.sha.slice(0, 7)}: ${errorOf(a)}; the fixture commit has ${files.trim().split('\n').join(', ') || 'no kubernetes/ files'}`;
+      failures.push(line);
+      say(`concurrent deploy failed: ${line}`);
+    }
     // The final state of each service: every object at the version of the deploy answered last (deploys of one
     // service run one after the other, so the last answer is the last apply).
     const live = LiveObjects.parse(
@@ -408,18 +534,27 @@ async function main(): Promise<void> {
     const concMs = answers.filter((a) => a.status === 200).map((a) => a.ms);
     rows.push({
       section: 'Concurrency',
-      figure: `${total} deploys over ${SETTINGS.concurrentServices} services at once (wall ${(concWallMs / 1000).toFixed(1)} s)`,
+      figure: `${total} deploys over ${SETTINGS.concurrentServices} services at once, ${concErrors.length} errors (wall ${(concWallMs / 1000).toFixed(1)} s)`,
       samples: concMs,
       showP99: true,
       baselineP50: baseWarmP50,
       target: 'errors 0, p99 ≤ 5 s, final state correct',
       met: concErrors.length === 0 && summarize(concMs).p99 <= 5000 && correct === conc.length,
-      note: `errors ${concErrors.length}; final state correct for ${correct}/${conc.length}${wrong.length > 0 ? ` (wrong: ${wrong.join(', ')})` : ''}`,
+      note:
+        `errors ${concErrors.length}; final state correct for ${correct}/${conc.length}` +
+        (wrong.length > 0 ? ` (wrong: ${wrong.join(', ')})` : '') +
+        (failures.length > 0 ? `; failures: ${failures.slice(0, 3).join(' / ')}` : ''),
     });
 
     // ---- memory ------------------------------------------------------------------------------------------------
     rows.push(
       { section: 'Memory', figure: 'deployer RSS idle after start', bytes: idleRss, target: '≤ 80 MB', met: idleRss <= 80e6 },
+      {
+        section: 'Memory',
+        figure: 'for comparison: idle RSS of the compiled build (`node dist/main.js`, same config)',
+        ...(compiledIdle === undefined ? {} : { bytes: compiledIdle }),
+        ...(compiledNote === '' ? {} : { note: compiledNote }),
+      },
       {
         section: 'Memory',
         figure: `deployer peak RSS during the concurrency run (${resetOk ? 'VmHWM after clear_refs, and 25 ms samples' : '25 ms samples of VmRSS'})`,
@@ -428,6 +563,16 @@ async function main(): Promise<void> {
         met: concPeak <= 200e6,
       },
     );
+
+    // What the biggest libraries cost at rest: a bare node process against one that imported only the library.
+    for (const lib of ['', '@kubernetes/client-node', 'fastify', 'simple-git']) {
+      const rss = await importRss(lib);
+      rows.push({
+        section: 'Memory',
+        figure: lib === '' ? 'for comparison: RSS of a bare node process' : `for comparison: RSS of node after importing ${lib} only`,
+        ...(rss === undefined ? { note: 'not measured' } : { bytes: rss }),
+      });
+    }
 
     // ---- cold deploy by repository size ----------------------------------------------------------------------
     for (const b of big) {
@@ -460,8 +605,11 @@ async function main(): Promise<void> {
           say(`cold deploy failed: ${errorOf(answer)}`);
         }
       }
+      // The same, for a commit that itself replaced the large blob (one sample).
+      const blobAnswer = await call(deployUrl(b.blobAlias), { commit: b.repo.blobCommit ?? '' });
       const stats = await gitStats(git.baseUrl);
       const served = b.aliases.map((a) => stats.repos[`${a}.git`]?.bytesOut ?? 0);
+      const blobServed = stats.repos[`${b.blobAlias}.git`]?.bytesOut ?? 0;
       const cloneBytes = (stats.repos[b.repo.repo.urlPath]?.bytesOut ?? 0) / SETTINGS.coldSamples;
       const cloneP50 = summarize(cloneMs).p50;
       const is1G = b.mib >= 1024;
@@ -479,6 +627,16 @@ async function main(): Promise<void> {
             : {}),
         },
       );
+      rows.push({
+        section: `Cold deploy, ${b.mib} MiB history`,
+        figure: 'deployer first deploy of a commit that itself replaced the large blob (HTTP, 1 sample)',
+        samples: blobAnswer.status === 200 ? [blobAnswer.ms] : [],
+        baselineP50: cloneP50,
+        note:
+          blobAnswer.status === 200
+            ? `${(blobServed / MiB).toFixed(2)} MiB from the server`
+            : `failed: ${errorOf(blobAnswer)}`,
+      });
       say(`cold ${b.mib} MiB: clone p50 ${cloneP50.toFixed(0)} ms, deployer p50 ${summarize(coldMs).p50.toFixed(0)} ms (built in ${(b.buildMs / 1000).toFixed(1)} s)`);
     }
     const overallPeak = d.peak();
@@ -494,19 +652,36 @@ async function main(): Promise<void> {
       return s;
     };
     await profiler.deploy(svcOf(profWeb.name), profWeb.repo.shas[0] ?? '');
+    const requestsTo = async (urlPath: string): Promise<number> => (await gitStats(git.baseUrl)).repos[urlPath]?.requests ?? 0;
+    const profiled = async (name: string, urlPath: string, sha: string): Promise<StepProfile> => {
+      const before = await requestsTo(urlPath);
+      const p = await profiler.deploy(svcOf(name), sha);
+      p.gitRequests = (await requestsTo(urlPath)) - before;
+      return p;
+    };
     const warmProfiles: StepProfile[] = [];
     for (let i = 0; i < SETTINGS.profileRuns; i++) {
       const sha = await newVersion({ gitRoot, registry, repo: profWeb, value: `p${i}` });
-      warmProfiles.push(await profiler.deploy(svcOf(profWeb.name), sha));
+      warmProfiles.push(await profiled(profWeb.name, profWeb.repo.urlPath, sha));
     }
     const stepTables: StepTable[] = [{ title: `Warm deploy (${SETTINGS.profileRuns} deploys)`, profiles: warmProfiles }];
     for (const b of big) {
-      const p = await profiler.deploy(svcOf(b.profileAlias), b.repo.repo.shas.at(-1) ?? '');
+      const p = await profiled(b.profileAlias, `${b.profileAlias}.git`, b.repo.repo.shas.at(-1) ?? '');
       stepTables.push({ title: `Cold deploy, ${b.mib} MiB history (1 deploy)`, profiles: [p] });
     }
 
+    info['load average at end (1/5/15 min)'] = loadavg().map((l) => l.toFixed(1)).join(' / ');
     const totalMs = performance.now() - started;
-    const report = renderReport({ machine: info, settings: SETTINGS, rows, steps: stepTables, totalMs, idleRss, concPeak });
+    const report = renderReport({
+      machine: info,
+      settings: SETTINGS,
+      rows,
+      steps: stepTables,
+      totalMs,
+      idleRss,
+      concPeak,
+      deployerProblems: problemsIn(d.logFile),
+    });
     const out = join(PROJECT, 'bench', 'results', 'LATEST.md');
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, report.markdown);
@@ -521,6 +696,8 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  if (err instanceof Error && err.cause !== undefined) process.stderr.write(`cause: ${String(err.cause)}\n`);
+  if (err instanceof Error && err.cause !== undefined) {
+    process.stderr.write(`cause: ${err.cause instanceof Error ? (err.cause.stack ?? err.cause.message) : JSON.stringify(err.cause)}\n`);
+  }
   process.exitCode = 1;
 });

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/load.js';
+import type { Flows } from './deploy/flows.js';
 import type { DeployEngine } from './deploy/types.js';
 import { readinessCheck, registerOpsRoutes } from './http/ops-routes.js';
 import { registerRoutes } from './http/routes.js';
@@ -12,6 +13,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** The deploy flow (src/deploy). Left out, deploy, canary and tags answer 501 and the rest works. */
   readonly engine?: DeployEngine | undefined;
+  /** Rollback, promote, monitor hooks, live state and rollout verdicts (src/deploy/flows.ts); left out, none of them. */
+  readonly flows?: Flows | undefined;
   /** The deployer's own version, for `GET /version`. */
   readonly version: string;
   /** For `GET /metrics`; left out, there is no such endpoint. */
@@ -30,7 +33,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     logger.child({ module: 'app' }).warn('insecureNoAuth is set: every request is allowed without a token (demos only)');
   }
   const app = createHttpServer({ logger });
-  registerRoutes(app, { config, engine: deps.engine, version: deps.version });
+  registerRoutes(app, { config, engine: deps.engine, flows: deps.flows, version: deps.version });
   const ready = readinessCheck({ cacheDir: config.cache.dir, apiserver: deps.apiserver, logger });
   registerOpsRoutes(app, { config, ready, metrics: deps.metrics });
   return app;

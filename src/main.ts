@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
-import { createEngine } from './deploy/create.js';
+import { createDeployer } from './deploy/create.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import { KubeClient } from './kube/client.js';
 import { Metrics } from './report/metrics.js';
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const log = logger.child({ module: 'main' });
   const version = readVersion();
   const metrics = new Metrics();
-  const engine = createEngine({ config, logger, version, metrics });
+  const { engine, flows } = createDeployer({ config, logger, version, metrics });
   // A client of its own for the readiness probe: a short timeout, and its pings are not deploy calls in the metrics.
   const apiserver = new KubeClient({
     kubeconfig: config.kubernetes.kubeconfig,
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     logger,
     timeoutMs: READY_CHECK_TIMEOUT_MS,
   });
-  const app = buildApp({ config, logger, engine, version, metrics, apiserver });
+  const app = buildApp({ config, logger, engine, flows, version, metrics, apiserver });
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals): void => {

@@ -33,6 +33,8 @@ export async function startDeployerProcess(options: {
   dir: string;
   port: number;
   config: Record<string, unknown>;
+  /** Node's arguments; default the TypeScript sources through tsx. */
+  args?: readonly string[];
 }): Promise<DeployerProcess> {
   const configFile = join(options.dir, 'deployer.yaml');
   writeFileSync(configFile, dump(options.config), { mode: 0o600 });
@@ -40,7 +42,7 @@ export async function startDeployerProcess(options: {
   const out = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    child = spawn(process.execPath, [...(options.args ?? ['--import', 'tsx', 'src/main.ts'])], {
       cwd: options.projectDir,
       env: { PATH: process.env['PATH'], HOME: process.env['HOME'], DEPLOYER_CONFIG: configFile, NODE_ENV: 'production' },
       stdio: ['ignore', out, out],

@@ -1,3 +1,5 @@
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { basename } from 'node:path';
 import { pino } from 'pino';
 import type { Config, ServiceConfig } from '../../src/config/load.js';
 import { Engine } from '../../src/deploy/engine.js';
@@ -20,6 +22,34 @@ export interface StepProfile {
   steps: Record<string, number>;
   /** Calls per step. */
   calls: Record<string, number>;
+  /** Child processes started during the deploy, by command (git, ...). */
+  processes: Record<string, number>;
+  /** Requests the git server answered during the deploy (each one a `git http-backend` process there). */
+  gitRequests?: number;
+}
+
+type Spawn = typeof import('node:child_process').spawn;
+
+/**
+ * Counts the child processes this process starts while `fn` runs, by command. simple-git imports `spawn` from
+ * node:child_process as an ESM binding; `syncBuiltinESMExports` carries a replaced CJS export over to such bindings.
+ */
+async function countingProcesses<T>(counts: Record<string, number>, fn: () => Promise<T>): Promise<T> {
+  const cp = createRequire(import.meta.url)('node:child_process') as { spawn: Spawn };
+  const original = cp.spawn;
+  const counting = function (this: unknown, ...args: Parameters<Spawn>): ReturnType<Spawn> {
+    const command = basename(String(args[0]));
+    counts[command] = (counts[command] ?? 0) + 1;
+    return Reflect.apply(original, this, args);
+  };
+  cp.spawn = counting as Spawn;
+  syncBuiltinESMExports();
+  try {
+    return await fn();
+  } finally {
+    cp.spawn = original;
+    syncBuiltinESMExports();
+  }
 }
 
 function timedAdapter<T extends object>(name: string, adapter: T, record: (step: string, ms: number) => void): T {
@@ -70,11 +100,13 @@ export class Profiler {
 
   /** One deploy of `commit`, timed by step. */
   async deploy(service: ServiceConfig, commit: string): Promise<StepProfile> {
-    const profile: StepProfile = { totalMs: 0, steps: {}, calls: {} };
+    const profile: StepProfile = { totalMs: 0, steps: {}, calls: {}, processes: {} };
     this.#current = profile;
     const start = performance.now();
     try {
-      await this.#engine.run({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: 'bench' });
+      await countingProcesses(profile.processes, () =>
+        this.#engine.run({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: 'bench' }),
+      );
     } finally {
       profile.totalMs = since(start);
       this.#current = undefined;

@@ -28,21 +28,31 @@ export interface ReportInput {
   totalMs: number;
   idleRss: number;
   concPeak: number;
+  /** The deployer's own warnings and errors during the run, counted. */
+  deployerProblems: string[];
 }
 
 /** What would cut a step's time, by step; the figures say which steps matter. */
 const HINTS: Record<string, string> = {
   'source.resolve':
-    'git processes per request (ls-remote/fetch of the ref, rev-parse): skip the fetch when the commit is already in the cache, and keep one long-lived `git cat-file --batch` per repository',
+    'makes sure the commit is in the cache: `cat-file` checks and a `git fetch` (which itself starts git-remote-http ' +
+    'and index-pack; on the server each request is a `git http-backend` + `upload-pack`). Cut: one fetch per deploy ' +
+    'that brings the commit, its trees and the kubernetes/ blobs together, and one long-lived `git cat-file --batch` ' +
+    'per repository instead of a process per check',
   'source.filesAt':
-    'git processes to list and read kubernetes/ at the commit (and, cold, the partial clone plus the fetch of the missing blobs): batch the reads into one `cat-file --batch`, fetch blobs of kubernetes/ only',
-  'source.commitFacts': 'a git call for author and diff stats after the apply: run it in parallel with the apply, or lazily for the report only',
-  'registry.tags': 'a tags/list round trip to the registry: cache the list for a few seconds, or look the tag up directly (HEAD manifest)',
+    '`ls-tree` twice, `rev-list --missing`, a second `git fetch` for the manifests\' blobs, `cat-file --batch`. Cut: ' +
+    'fold the blob fetch into the commit fetch and the reads into the long-lived batch reader',
+  'source.commitFacts':
+    'author and line counts for the event log: `cat-file`, `diff-tree`, `rev-list --missing`, a fetch of the changed ' +
+    'blobs of both sides (every changed file, large ones outside kubernetes/ too: see the cold row for a commit that ' +
+    'replaced the large blob), `diff --numstat`. Cut: count lines below manifestsDir only (or skip blobs above a size), ' +
+    'and compute them after the answer is sent',
+  'registry.tags': 'a tags/list round trip to the registry: cache the list for a few seconds, or HEAD the expected tag directly',
   'registry.digestOf': 'a HEAD manifest round trip per image: run them in parallel, reuse keep-alive connections',
-  'kube.dryRun': 'one dry-run request per object, then the real apply again per object: send the objects in parallel, or skip the separate dry-run pass',
+  'kube.dryRun': 'a dry-run request per object before the real apply: send the objects in parallel',
   'kube.apply': 'one server-side apply round trip per object, in order: apply independent objects in parallel',
   'kube.scopeOf': 'API discovery to tell namespaced from cluster-scoped kinds: cache it for the process lifetime',
-  'kube.deleteDeployments': 'the canary clean-up before a stable deploy: skip it when no canary Deployment exists (one list call)',
+  'kube.deleteDeployments': 'the canary clean-up before a stable deploy: skip it when no canary Deployment exists',
 };
 
 function stepSummary(profiles: readonly StepProfile[]): Array<{ step: string; calls: number; p50: number; p95: number }> {
@@ -102,7 +112,9 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
     'The baseline is the original deployer\'s way of working, scripted: a working copy brought to the commit by ' +
       '`git fetch` + `git checkout` (a full `git clone` when cold), then one `kubectl apply -f` process per manifest ' +
       'file with the admin kubeconfig. Ratios compare p50 with the baseline\'s p50 (warm figures with the warm ' +
-      'baseline deploy, cold figures with the baseline\'s full clone alone).',
+      'baseline deploy, cold figures with the baseline\'s full clone alone; the concurrent figure with one warm ' +
+      'baseline deploy). All parts share the machine: the load average in the table above tells how busy it was ' +
+      '(other work on the machine inflates every figure, the baseline\'s too).',
     '',
   );
   out.push(`| ${header.join(' | ')} | Note |`, `|${header.map(() => '---').join('|')}|---|`);
@@ -123,6 +135,15 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
     stepSummaries.set(t.title, summary);
     const totals = summarize(t.profiles.map((p) => p.totalMs));
     out.push(`### ${t.title}: engine total p50 ${formatMs(totals.p50)}, p95 ${formatMs(totals.p95)}`, '');
+    const perDeploy = (f: (p: StepProfile) => number): string =>
+      (t.profiles.reduce((n, p) => n + f(p), 0) / Math.max(1, t.profiles.length)).toFixed(1);
+    const commands = [...new Set(t.profiles.flatMap((p) => Object.keys(p.processes)))].sort();
+    out.push(
+      `Per deploy: ${commands.map((c) => `${perDeploy((p) => p.processes[c] ?? 0)} \`${c}\` processes`).join(', ') || 'no child processes'} ` +
+        `started by the deployer; ${perDeploy((p) => p.gitRequests ?? 0)} requests to the git server (each one a ` +
+        '`git http-backend` process there).',
+      '',
+    );
     out.push('| Step | calls per deploy | p50 | p95 | share of p50 total |', '|---|---|---|---|---|');
     for (const s of summary) {
       const share = totals.p50 > 0 ? `${((s.p50 / totals.p50) * 100).toFixed(0)} %` : '';
@@ -141,11 +162,15 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
     else if (r.section === 'Warm deploy' || r.section === 'Concurrency') profileTitle = input.steps[0]?.title;
     const summary = profileTitle === undefined ? undefined : stepSummaries.get(profileTitle);
     if (r.section === 'Memory') {
+      const compiled = input.rows.find((x) => x.section === 'Memory' && x.figure.includes('compiled'))?.bytes;
       out.push(
-        `  Idle ${formatBytes(input.idleRss)}, peak ${formatBytes(input.concPeak)}. The process runs TypeScript through ` +
-          'tsx (its loader and esbuild transforms stay resident); the compiled `node dist/main.js` avoids that. ' +
-          'Node\'s heap grows with concurrent requests (client-node objects, git output buffers): ' +
-          '`--max-old-space-size` and streaming git output would bound it.',
+        `  Idle ${formatBytes(input.idleRss)} through tsx` +
+          (compiled === undefined ? '' : `, ${formatBytes(compiled)} for the compiled build with the same config`) +
+          `; peak ${formatBytes(input.concPeak)} with 100 deploys in flight. tsx keeps its loader and transformed ` +
+          'sources resident; of the rest, importing @kubernetes/client-node alone costs the most (see the import ' +
+          'rows: a bare node process against one that imported only that library). Cut: run the compiled build; load ' +
+          'client-node lazily or call the few apiserver ' +
+          'endpoints used with fetch; bound the heap (`--max-old-space-size`) and stream git output instead of buffering it.',
       );
     }
     if (summary !== undefined) {
@@ -157,13 +182,22 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
       }
     }
     if (r.section === 'Concurrency') {
+      const warm = input.steps[0]?.profiles ?? [];
+      const gitPerDeploy = warm.reduce((n, p) => n + (p.processes['git'] ?? 0), 0) / Math.max(1, warm.length);
+      const requestsPerDeploy = warm.reduce((n, p) => n + (p.gitRequests ?? 0), 0) / Math.max(1, warm.length);
       out.push(
         '  Deploys of one service run one after the other (per-service lock), so the last of 5 queued deploys waits ' +
-          'for the 4 before it; all 20 services share the 2 cores with the apiserver, etcd, the git server and the ' +
-          'registry on this machine.',
+          'for the 4 before it: its latency is about 5 × a deploy under load. Every deploy starts ' +
+          `${gitPerDeploy.toFixed(0)} git processes and makes ${requestsPerDeploy.toFixed(0)} requests to the git ` +
+          'server (each a `git http-backend` there; see the profile), all on the same cores as the apiserver, etcd ' +
+          'and the registry. Cut: the git work per deploy ' +
+          '(above); collapse queued deploys of one service to the newest (the ones in between are overwritten anyway).',
       );
     }
   }
+  out.push('', '## Warnings and errors in the deployer\'s log', '');
+  if (input.deployerProblems.length === 0) out.push('None.');
+  for (const p of input.deployerProblems.slice(0, 20)) out.push(`- ${md(p)}`);
   out.push('', '## Settings', '', '```json', JSON.stringify(input.settings, null, 2), '```', '');
   return { markdown: out.join('\n'), table };
 }

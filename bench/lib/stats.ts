@@ -57,5 +57,5 @@ export function formatRatio(x: number, baseline: number): string {
   if (!Number.isFinite(x) || !Number.isFinite(baseline) || baseline <= 0 || x <= 0) return '–';
   const r = x / baseline;
   const pct = r < 0.1 ? `${(r * 100).toFixed(1)} %` : `${r.toFixed(2)}×`;
-  return r < 1 ? `${pct} (${(1 / r).toFixed(1)}× faster)` : `${pct}`;
+  return r < 1 ? `${pct} (${(1 / r).toFixed(1)}× faster)` : `${pct} (slower)`;
 }

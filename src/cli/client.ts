@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { CliConfig } from './config.js';
-import { CliError } from './errors.js';
-import { DeployResult, ErrorBody, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
+import { CliError, UsageError } from './errors.js';
+import { DeployResult, ErrorBody, FlowResult, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
 
 /** A parsed answer and the JSON as the server sent it, which `--json` prints unchanged. */
 export interface Answer<T> {
@@ -73,22 +73,27 @@ export class DeployerClient {
     return this.#call('PUT', [name, kind], DeployResult, { body: { commit: version.commit, tag: version.tag } });
   }
 
-  /** `PUT /SERVICE/promote`: the canary's version becomes the stable one. */
-  promote(name: string, options: { minAge?: string | undefined }): Promise<Answer<DeployResult>> {
-    return this.#call('PUT', [name, 'promote'], DeployResult, { body: { minAge: options.minAge } });
+  /** `PUT /SERVICE/promote`: the canary's version becomes the stable one; `minAge` like `30m`. */
+  promote(name: string, options: { minAge?: string | undefined }): Promise<Answer<FlowResult>> {
+    return this.#call('PUT', [name, 'promote'], FlowResult, { body: { minAge: options.minAge } });
   }
 
-  /** `PUT /SERVICE/rollback`. */
-  rollback(name: string, target: RollbackTarget): Promise<Answer<DeployResult>> {
-    return this.#call('PUT', [name, 'rollback'], DeployResult, {
+  /** `PUT /SERVICE/rollback`: without a target, removes the canary. */
+  rollback(name: string, target: RollbackTarget): Promise<Answer<FlowResult>> {
+    return this.#call('PUT', [name, 'rollback'], FlowResult, {
       body: { commit: target.commit, tag: target.tag, to: target.to },
     });
   }
 
-  /** `METHOD /a/b` below the base URL; each segment is escaped, so a service name cannot reach another endpoint. */
+  /**
+   * `/a/b` below the base URL, each segment escaped (`/` included), so a service name cannot reach another endpoint;
+   * `.` and `..` cannot be escaped (URL parsers read `%2E%2E` as `..` too), so they are refused. Any other name is
+   * the server's to judge (thesis 5.3.2: the client does not validate).
+   */
   urlOf(segments: readonly string[], query: Readonly<Record<string, string | undefined>> = {}): URL {
-    // `.` and `..` are escaped too: the URL parser would resolve them as path steps.
-    const path = segments.map((s) => encodeURIComponent(s).replace(/\./g, '%2E')).join('/');
+    const bad = segments.find((s) => s === '' || s === '.' || s === '..');
+    if (bad !== undefined) throw new UsageError(`${JSON.stringify(bad)} is not a service name`);
+    const path = segments.map((s) => encodeURIComponent(s)).join('/');
     const url = new URL(path, this.#options.config.url);
     for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
     return url;

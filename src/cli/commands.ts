@@ -8,7 +8,7 @@ import { CliError, UsageError } from './errors.js';
 import {
   commonTags,
   formatDeploy,
-  formatErrorBody,
+  formatApiError,
   formatService,
   formatServices,
   formatTags,
@@ -62,7 +62,7 @@ interface Context {
   readonly args: readonly string[];
   readonly json: boolean;
   /** Creates the client on first use, so help and completion work without any configuration. */
-  client(defaultTimeoutS: number, options?: { quiet?: boolean }): DeployerClient;
+  client(defaultTimeoutS: number): DeployerClient;
   /** Prints the answer: the server's JSON with `--json`, else the human text. */
   print(json: unknown, human: string): void;
   note(message: string): void;
@@ -80,7 +80,9 @@ export interface CommandSpec {
   /** Whether the first argument is a SERVICE (completion offers service names there). */
   readonly takesService: boolean;
   readonly maxArgs: number;
-  run(ctx: Context): Promise<number | void>;
+  /** Help and completion: they never ask the deployer, so `--json` and `--timeout` mean nothing to them. */
+  readonly local?: true;
+  run(ctx: Context): Promise<void>;
 }
 
 const SERVICE_DEFAULT = 'SERVICE defaults to the name of the current directory.';
@@ -103,7 +105,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'show',
     usage: 'depctl show [SERVICE]',
-    summary: "Show a service's configuration.",
+    summary: "Show a service's configuration and what runs.",
     details: SERVICE_DEFAULT,
     options: [],
     takesService: true,
@@ -179,27 +181,25 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'rollback',
     usage: 'depctl rollback [SERVICE] [--commit COMMIT | --tag TAG | --to previous]',
-    summary: 'Deploy an earlier version of a service again, removing its canary.',
+    summary: "Remove a service's canary, or deploy an earlier version as the stable one.",
     details: [
-      'Without --commit, --tag or --to, depctl rolls back to the previous version. ' + SERVICE_DEFAULT,
+      'Without options, the canary is removed and the stable version stays. With --commit or --tag, that version',
+      'is deployed as stable too; with --to previous, the stable version that ran before the current one.',
+      SERVICE_DEFAULT,
       '',
       'Examples:',
       '  depctl rollback shop',
       '  depctl rollback shop --tag main-a025601',
+      '  depctl rollback shop --to previous',
     ].join('\n'),
     options: ['commit', 'tag', 'to'],
     takesService: true,
     maxArgs: 1,
     async run(ctx) {
       const service = serviceOf(ctx);
-      const { commit, tag } = ctx.values;
-      let to = ctx.values.to;
+      const { commit, tag, to } = ctx.values;
       if (to !== undefined && (commit !== undefined || tag !== undefined)) {
         throw new UsageError('rollback takes either --to or --commit/--tag, not both');
-      }
-      if (to === undefined && commit === undefined && tag === undefined) {
-        to = 'previous';
-        ctx.note('no --commit, --tag or --to given: rolling back to the previous version');
       }
       const answer = await ctx.spin(`rolling back ${service}`, () =>
         ctx.client(WRITE_TIMEOUT_S).rollback(service, { commit, tag, to }),
@@ -237,6 +237,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [],
     takesService: false,
     maxArgs: 1,
+    local: true,
     run(ctx) {
       const name = ctx.args[0];
       if (name === undefined) {
@@ -262,6 +263,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [],
     takesService: false,
     maxArgs: 1,
+    local: true,
     run(ctx) {
       const shell = ctx.args[0];
       if (shell === undefined || !isShell(shell)) {
@@ -272,7 +274,7 @@ export const COMMANDS: readonly CommandSpec[] = [
           commands: COMMANDS.map((c) => ({
             name: c.name,
             summary: c.summary,
-            options: [...c.options, ...COMMON_OPTIONS].map((o) => `--${o}`),
+            options: optionsOf(c).map((o) => `--${o}`),
             takesService: c.takesService,
           })),
           valueOptions: VALUE_OPTIONS.map((o) => `--${o}`),
@@ -343,6 +345,11 @@ export function headCommit(cwd: string): Promise<string> {
   });
 }
 
+/** The options a command accepts, the common ones included. */
+function optionsOf(command: CommandSpec): OptionName[] {
+  return command.local ? [...command.options, 'help'] : [...command.options, ...COMMON_OPTIONS];
+}
+
 function commandNamed(name: string): CommandSpec {
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) throw new UsageError(`unknown command "${name}"; see "depctl help"`);
@@ -364,7 +371,7 @@ export function generalHelp(): string {
     '',
     'Options of every command:',
     '  --json              print the deployer\'s JSON answer, for scripts',
-    `  --timeout SECONDS   how long to wait for the deployer (default ${READ_TIMEOUT_S}, deploys ${WRITE_TIMEOUT_S})`,
+    `  --timeout SECONDS   how long to wait for the deployer (default ${READ_TIMEOUT_S}; tags ${TAGS_TIMEOUT_S}, changes ${WRITE_TIMEOUT_S})`,
     '  -h, --help          help for the command',
     '  -V, --version       print depctl\'s version',
     '',
@@ -377,7 +384,7 @@ export function generalHelp(): string {
 }
 
 export function commandHelp(command: CommandSpec): string {
-  const lines = [`Usage: ${command.usage} [--json]`, '', command.summary];
+  const lines = [`Usage: ${command.usage}${command.local ? '' : ' [--json]'}`, '', command.summary];
   if (command.details !== '') lines.push('', command.details);
   lines.push('');
   return lines.join('\n');
@@ -410,11 +417,13 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       io.stdout.write(commandHelp(command));
       return 0;
     }
-    const allowed = new Set<OptionName>([...COMMON_OPTIONS, ...command.options]);
+    const allowed = new Set<OptionName>(optionsOf(command));
     const wrong = (Object.keys(values) as OptionName[]).find((o) => !allowed.has(o));
     if (wrong !== undefined) throw new UsageError(`"depctl ${name}" takes no --${wrong}; see "depctl help ${name}"`);
     if (args.length > command.maxArgs) {
-      throw new UsageError(`too many arguments for "depctl ${name}": ${args.join(' ')}; see "depctl help ${name}"`);
+      throw new UsageError(
+        `too many arguments for "depctl ${name}": ${args.slice(command.maxArgs).join(' ')}; see "depctl help ${name}"`,
+      );
     }
     const timeoutS = timeoutOf(values.timeout);
     let client: DeployerClient | undefined;
@@ -446,7 +455,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         return withSpinner(enabled, io.stderr, label, work);
       },
     };
-    return (await command.run(ctx)) ?? 0;
+    await command.run(ctx);
+    return 0;
   } catch (err) {
     if (err instanceof CliError) return fail(io, err, json);
     throw err;
@@ -463,7 +473,7 @@ function timeoutOf(value: string | undefined): number | undefined {
 }
 
 function fail(io: Io, err: CliError, json: boolean): number {
-  const message = err instanceof ApiError && err.body !== undefined ? formatErrorBody(err.status, err.body) : err.message;
+  const message = err instanceof ApiError && err.body !== undefined ? formatApiError(err.message, err.status, err.body) : err.message;
   io.stderr.write(`depctl: ${message}\n`);
   if (json) io.stdout.write(`${JSON.stringify(err.json, null, 2)}\n`);
   return err.exitCode;

@@ -1,4 +1,4 @@
-import type { DeployResult, ErrorBody, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
+import type { DeployResult, ErrorBody, FlowResult, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
 
 /** Human output of each command: pure functions from the server's answer to lines of text (no trailing newline). */
 
@@ -20,7 +20,45 @@ export function formatService(s: ServiceView): string {
     ['other namespaces', s.allowNamespaces.length === 0 ? 'none' : s.allowNamespaces.join(', ')],
     ['cluster-scoped', s.allowClusterScoped ? 'allowed' : 'not allowed'],
   );
-  return table(rows);
+  const lines = [table(rows)];
+  if (s.deployments !== undefined) {
+    lines.push('running:');
+    if (s.deployments.length === 0) lines.push('  nothing deployed yet');
+    for (const d of s.deployments) {
+      lines.push(`  Deployment ${d.namespace}/${d.name}`);
+      if (d.stable !== undefined) lines.push(`    stable    ${describeTrack(d.stable)}`);
+      if (d.canary !== undefined) {
+        const age = d.canary.ageSeconds === undefined ? '' : `, ${formatAge(d.canary.ageSeconds)} old`;
+        lines.push(`    canary    ${describeTrack(d.canary)}${age}`);
+      }
+      if (d.previous !== undefined) lines.push(`    previous  ${describeVersion(d.previous)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+type Track = NonNullable<NonNullable<ServiceView['deployments']>[number]['stable']>;
+type Version = NonNullable<Track['version']>;
+
+function describeVersion(v: Version): string {
+  const by = v.deployedBy === undefined ? '' : ` by ${v.deployedBy}`;
+  const at = v.deployedAt === undefined ? '' : ` at ${v.deployedAt}`;
+  return `${v.tag} (commit ${v.commit.slice(0, 7)})${by}${at}`;
+}
+
+function describeTrack(t: Track): string {
+  const version = t.version === undefined ? 'unversioned' : describeVersion(t.version);
+  return `${version}, ${t.replicas.ready}/${t.replicas.desired} ready`;
+}
+
+/** `45s`, `12m`, `3h5m`, `2d4h`. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  const [big, bigUnit, small, smallUnit] =
+    s < 86400 ? [Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'm'] : [Math.floor(s / 86400), 'd', Math.floor((s % 86400) / 3600), 'h'];
+  return small === 0 ? `${big}${bigUnit}` : `${big}${bigUnit}${small}${smallUnit}`;
 }
 
 export function formatTags(view: TagsView): string {
@@ -41,23 +79,25 @@ export function commonTags(view: TagsView): string[] {
   return [...new Set(first.tags)].filter((tag) => rest.every((i) => i.tags.includes(tag))).sort();
 }
 
-export function formatDeploy(result: DeployResult): string {
-  const lines = [result.message, table([
-    ['commit', result.commit],
-    ['tag', result.tag],
-    ['took', `${(result.durationMs / 1000).toFixed(1)} s`],
-  ])];
+/** A deploy, canary, promote or rollback: the server's message, the version, the images and objects it touched. */
+export function formatDeploy(result: DeployResult | FlowResult): string {
+  const rows: Array<[string, string]> = [];
+  if (result.commit !== undefined) rows.push(['commit', result.commit]);
+  if (result.tag !== undefined) rows.push(['tag', result.tag]);
+  if ('canary' in result && result.canary !== undefined) {
+    rows.push(['canary removed', `${result.canary.tag} (commit ${result.canary.commit})`]);
+  }
+  rows.push(['took', `${(result.durationMs / 1000).toFixed(1)} s`]);
+  const lines = [result.message, table(rows)];
   if (result.images.length > 0) {
     lines.push('images:');
     for (const image of result.images) lines.push(`  ${image.applied}`);
   }
   if (result.objects.length > 0) {
     lines.push('objects:');
-    const rows = result.objects.map((o): [string, string] => [
-      `  ${o.kind} ${o.namespace === undefined ? '' : `${o.namespace}/`}${o.name}`,
-      o.action,
-    ]);
-    lines.push(table(rows));
+    const names = result.objects.map((o) => `${o.kind} ${o.namespace === undefined ? '' : `${o.namespace}/`}${o.name}`);
+    const width = Math.max(...names.map((n) => n.length));
+    result.objects.forEach((o, i) => lines.push(`  ${(names[i] ?? '').padEnd(width + 2)}${o.action}`));
   }
   return lines.join('\n');
 }
@@ -68,9 +108,12 @@ export function formatVersion(depctl: string, deployer: VersionView | undefined)
   return lines.join('\n');
 }
 
-/** The server's error text, then what it says about the field or objects at fault, and its request id. */
-export function formatErrorBody(status: number, body: ErrorBody): string {
-  const lines = [`${body.error} (${status})`];
+/**
+ * The server's error text (`message`: its `error`, perhaps with a hint of depctl's), then what the body says about
+ * the field or objects at fault, and the request id to find it in the deployer's log.
+ */
+export function formatApiError(message: string, status: number, body: ErrorBody): string {
+  const lines = [`${message} (${status})`];
   if (body.field !== undefined) lines.push(`  field: ${body.field}`);
   for (const f of body.failures ?? []) {
     lines.push(`  ${f.kind} ${f.namespace === undefined ? '' : `${f.namespace}/`}${f.name}: ${f.reason}`);

@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import type { FlowResult as ServerFlowResult } from '../deploy/flows.js';
 import type { DeployResult as ServerDeployResult } from '../deploy/types.js';
 import type { ErrorBody as ServerErrorBody } from '../http/errors.js';
-import type { TagsView as ServerTagsView } from '../http/routes.js';
+import type { ServiceStateView as ServerServiceStateView, TagsView as ServerTagsView } from '../http/routes.js';
 import type { ServiceList as ServerServiceList, ServiceView as ServerServiceView, VersionView as ServerVersionView } from '../http/views.js';
 
 /**
@@ -17,6 +18,24 @@ export type ServiceList = z.infer<typeof ServiceList>;
 export const VersionView = z.object({ name: z.string(), version: z.string() });
 export type VersionView = z.infer<typeof VersionView>;
 
+const LiveVersion = z.object({
+  tag: z.string(),
+  commit: z.string(),
+  deployedBy: z.string().optional(),
+  deployedAt: z.string().optional(),
+});
+const TrackState = z.object({
+  version: LiveVersion.optional(),
+  replicas: z.object({ desired: z.number(), ready: z.number() }),
+});
+const DeploymentState = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  stable: TrackState.optional(),
+  canary: TrackState.extend({ ageSeconds: z.number().optional() }).optional(),
+  previous: LiveVersion.optional(),
+});
+
 export const ServiceView = z.object({
   name: z.string(),
   repository: z.object({
@@ -30,6 +49,8 @@ export const ServiceView = z.object({
   namespace: z.string(),
   allowNamespaces: z.array(z.string()),
   allowClusterScoped: z.boolean(),
+  /** What runs, per Deployment; only from a deployer that reads the cluster. */
+  deployments: z.array(DeploymentState).optional(),
 });
 export type ServiceView = z.infer<typeof ServiceView>;
 
@@ -60,6 +81,22 @@ export const DeployResult = z.object({
 });
 export type DeployResult = z.infer<typeof DeployResult>;
 
+/** `PUT /SERVICE/promote` and `/SERVICE/rollback`: like a deploy, but there may be no version (nothing ran). */
+export const FlowResult = z.object({
+  message: z.string(),
+  service: z.string(),
+  kind: z.string(),
+  outcome: z.string(),
+  commit: z.string().optional(),
+  tag: z.string().optional(),
+  /** The canary version that was removed. */
+  canary: z.object({ tag: z.string(), commit: z.string() }).optional(),
+  images: DeployResult.shape.images,
+  objects: DeployResult.shape.objects,
+  durationMs: z.number(),
+});
+export type FlowResult = z.infer<typeof FlowResult>;
+
 /** One object the apiserver (or the deployer's own checks) refused; `failures` of a 422. */
 const ObjectFailure = z.object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), reason: z.string() });
 
@@ -81,7 +118,9 @@ export type _ServerViewsFit = AllTrue<[
   Fits<ServerServiceList, ServiceList>,
   Fits<ServerVersionView, VersionView>,
   Fits<ServerServiceView, ServiceView>,
+  Fits<ServerServiceStateView, ServiceView>,
   Fits<ServerTagsView, TagsView>,
   Fits<ServerDeployResult, DeployResult>,
+  Fits<ServerFlowResult, FlowResult>,
   Fits<Pick<ServerErrorBody, 'error' | 'field' | 'requestId'>, Pick<ErrorBody, 'error' | 'field' | 'requestId'>>,
 ]>;

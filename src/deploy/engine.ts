@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import { ConflictError, DeployerError, ManifestError } from '../errors.js';
@@ -7,7 +8,11 @@ import type { ImageRef, Registry } from '../registry/types.js';
 import { logDeployEvent } from '../report/event-log.js';
 import type { DeployEvent, Notifier } from '../report/types.js';
 import type { CommitFacts, Source } from '../source/types.js';
+import type { LiveReader } from '../kube/live.js';
+import type { LeaseLock } from './lease.js';
 import { ServiceLocks } from './lock.js';
+import { resolvePinned } from './pinned.js';
+import { recordPrevious } from './state.js';
 import { parseManifests, untaggedImages } from './manifests.js';
 import { applyOrder } from './order.js';
 import { canaryName, rewrite } from './rewrite.js';
@@ -32,6 +37,10 @@ export interface EngineDeps {
   readonly cluster: Cluster;
   readonly notifier: Notifier;
   readonly locks?: ServiceLocks;
+  /** The lock across deployer replicas, behind the in-process queue; without it, only the process is locked. */
+  readonly lease?: LeaseLock | undefined;
+  /** Reads live Deployments, to record each stable deploy's previous version; without it, none is recorded. */
+  readonly live?: Pick<LiveReader, 'getDeployment'> | undefined;
   /** For tests of the registry wait. */
   readonly sleep?: (ms: number) => Promise<void>;
 }
@@ -44,6 +53,10 @@ export class Engine implements DeployEngine {
   readonly #deps: EngineDeps;
   readonly #locks: ServiceLocks;
   readonly #log: Logger;
+  /** The services whose lock the current async context holds: a flow that holds one may deploy within it. */
+  readonly #held = new AsyncLocalStorage<ReadonlySet<string>>();
+  /** The services whose Lease the current async context holds. */
+  readonly #leasedHere = new AsyncLocalStorage<ReadonlySet<string>>();
 
   constructor(deps: EngineDeps) {
     this.#deps = deps;
@@ -57,21 +70,21 @@ export class Engine implements DeployEngine {
     let version: ResolvedVersion | undefined;
     let facts: CommitFacts | undefined;
     try {
-      const result = await this.#locks.run(service.name, this.#deps.config.deploy.lockWaitSeconds * 1000, async () => {
+      const result = await this.#queued(service, async () => {
         const track: Track = request.kind === 'canary' ? 'canary' : 'stable';
         let objects: KubeObject[] = [];
         let untagged: ImageRef[] = [];
-        const v = await resolveVersion(
-          { source: this.#deps.source, registry: this.#deps.registry, sleep: this.#deps.sleep },
-          this.#deps.config.versions,
-          service,
-          request,
-          async (commit) => {
-            objects = await this.#manifestsAt(service, commit);
-            untagged = untaggedRefs(objects);
-            return untagged;
-          },
-        );
+        const versionDeps = { source: this.#deps.source, registry: this.#deps.registry, sleep: this.#deps.sleep };
+        const imagesAt = async (commit: string): Promise<ImageRef[]> => {
+          objects = await this.#manifestsAt(service, commit);
+          untagged = untaggedRefs(objects);
+          return untagged;
+        };
+        const { commit: pinCommit, tag: pinTag, digests: pinDigests } = request;
+        const v =
+          pinDigests !== undefined && pinCommit !== undefined && pinTag !== undefined
+            ? await resolvePinned(versionDeps, this.#deps.config.versions, service, { commit: pinCommit, tag: pinTag, digests: pinDigests }, imagesAt)
+            : await resolveVersion(versionDeps, this.#deps.config.versions, service, request, imagesAt);
         version = v;
         const placed = await this.#place(service, objects);
         const rewritten = rewrite(placed, {
@@ -83,31 +96,42 @@ export class Engine implements DeployEngine {
           requestId: request.requestId,
           namespace: service.namespace,
           now: new Date().toISOString(),
+          service: service.name,
         });
-        const ordered = applyOrder(rewritten).map((o) => ownedBy(o, service.name));
-        if (ordered.length === 0) {
-          throw new ManifestError(
-            track === 'canary'
-              ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(v.commit)}: nothing to deploy as canary`
-              : `no objects in ${service.manifestsDir}/ at ${shortCommit(v.commit)}`,
-          );
-        }
+        // The cluster phase holds the Lease shared by the deployer replicas; resolving and reading the repository
+        // above needs only this process's queue, so a slow git fetch does not keep other replicas waiting.
+        return this.#leased(
+          service,
+          async () => {
+            // Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it.
+            const remembered = track === 'stable' && this.#deps.live !== undefined ? await recordPrevious(this.#deps.live, rewritten, request.kind, v) : rewritten;
+            const ordered = applyOrder(remembered).map((o) => ownedBy(o, service.name));
+            if (ordered.length === 0) {
+              throw new ManifestError(
+                track === 'canary'
+                  ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(v.commit)}: nothing to deploy as canary`
+                  : `no objects in ${service.manifestsDir}/ at ${shortCommit(v.commit)}`,
+              );
+            }
 
-        await this.#refuseForeign(service, ordered);
-        const failures = await this.#deps.cluster.dryRun(ordered);
-        if (failures.length > 0) {
-          throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, {
-            detail: { failures },
-          });
-        }
+            await this.#refuseForeign(service, ordered);
+            const failures = await this.#deps.cluster.dryRun(ordered);
+            if (failures.length > 0) {
+              throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, {
+                detail: { failures },
+              });
+            }
 
-        const results: ObjectResult[] = [];
-        if (track === 'stable') {
-          // A deploy removes the canary first, so that never more than two versions run (thesis 5.5).
-          results.push(...(await this.#deleteCanaries(service, ordered)));
-        }
-        results.push(...(await this.#deps.cluster.apply(ordered)));
-        return { results, untagged, version: v };
+            const results: ObjectResult[] = [];
+            if (track === 'stable') {
+              // A deploy removes the canary first, so that never more than two versions run (thesis 5.5).
+              results.push(...(await this.#deleteCanaries(service, ordered)));
+            }
+            results.push(...(await this.#deps.cluster.apply(ordered)));
+            return { results, untagged, version: v };
+          },
+          { requestId: request.requestId },
+        );
       });
       const v = result.version;
       facts = await this.#facts(service, v.commit);
@@ -132,9 +156,37 @@ export class Engine implements DeployEngine {
       const durationMs = Math.round(performance.now() - started);
       const event = this.#event(request, 'failure', durationMs, version, facts, error);
       logDeployEvent(this.#log, event);
-      await this.#deps.notifier.deployFailed(event, error);
+      // Reports never hold the answer up: the caller hears of its failure at once, Bugsnag and Slack as they can.
+      void this.#deps.notifier.deployFailed(event, error);
       throw error;
     }
+  }
+
+  /**
+   * Runs `fn` holding the service's deploy lock: the in-process queue, then (when configured) the Lease shared by
+   * every deployer replica; each waits up to `deploy.lockWaitSeconds`, then 409. Re-entrant: a flow that holds the
+   * lock (rollback, promote) runs its deploy through `run` without waiting for itself.
+   */
+  exclusive<T>(service: ServiceConfig, fn: () => Promise<T>, context: { requestId?: string } = {}): Promise<T> {
+    return this.#queued(service, () => this.#leased(service, fn, context));
+  }
+
+  /** The in-process queue of the service (ServiceLocks), unless this async context holds it already. */
+  #queued<T>(service: ServiceConfig, fn: () => Promise<T>): Promise<T> {
+    const held = this.#held.getStore();
+    if (held?.has(service.name) === true) return fn();
+    return this.#locks.run(service.name, this.#deps.config.deploy.lockWaitSeconds * 1000, () =>
+      this.#held.run(new Set([...(held ?? []), service.name]), fn),
+    );
+  }
+
+  /** The service's Lease across deployer replicas, unless there is none or this async context holds it already. */
+  #leased<T>(service: ServiceConfig, fn: () => Promise<T>, context: { requestId?: string }): Promise<T> {
+    const lease = this.#deps.lease;
+    const leased = this.#leasedHere.getStore();
+    if (lease === undefined || leased?.has(service.name) === true) return fn();
+    const inner = (): Promise<T> => this.#leasedHere.run(new Set([...(leased ?? []), service.name]), fn);
+    return lease.hold(service, this.#deps.config.deploy.lockWaitSeconds * 1000, inner, context);
   }
 
   async tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {

@@ -64,6 +64,8 @@ export class LeaseLock {
   readonly #pollMs: number;
   readonly #now: () => number;
   readonly #sleep: (ms: number) => Promise<void>;
+  /** The leases this instance holds now: one "held by me" that is not among them was left by an earlier process. */
+  readonly #holding = new Set<string>();
 
   constructor(options: LeaseLockOptions) {
     this.#store = options.store;
@@ -90,6 +92,8 @@ export class LeaseLock {
     const name = leaseName(service.name);
     const fields = { service: service.name, lease: `${namespace}/${name}`, holder: this.#identity, requestId: context.requestId };
     const acquired = await this.#acquire(namespace, name, service.name, this.#now() + waitMs, fields);
+    const key = `${namespace}/${name}`;
+    this.#holding.add(key);
     this.#log.info(fields, 'lease acquired');
     const renewal = new Renewal(acquired, (record) => this.#renew(record, fields), this.#renewMs);
     try {
@@ -99,6 +103,7 @@ export class LeaseLock {
       this.#log.info(fields, 'lease released');
       const last = await renewal.stop();
       if (last !== undefined) await this.#release(last, fields);
+      this.#holding.delete(key);
     }
   }
 
@@ -132,7 +137,8 @@ export class LeaseLock {
       }
       if (seen?.version !== current.resourceVersion) seen = { version: current.resourceVersion, at: now };
       const holder = current.holder;
-      const free = holder === undefined || holder === '' || holder === this.#identity;
+      // Held under this identity but not by this instance: a crashed earlier process of this pod left it.
+      const free = holder === undefined || holder === '' || (holder === this.#identity && !this.#holding.has(`${namespace}/${name}`));
       const expired = !free && this.#expired(current, now, seen.at);
       if (free || expired) {
         const taken = await this.#store.update(current, this.#spec(current, now));

@@ -1,10 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Action } from '../config/schema.js';
+import type { Flows } from '../deploy/flows.js';
+import type { DeploymentState } from '../deploy/state.js';
 import type { DeployEngine, DeployKind, DeployResult, ImageTags } from '../deploy/types.js';
 import { NotFoundError, NotImplementedError } from '../errors.js';
 import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
-import { DeployBody, DeployQuery, ServiceParams, TagsQuery, versionOf } from './inputs.js';
+import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
+import { registerHookRoutes } from './hook-routes.js';
+import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
 import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
@@ -13,8 +17,16 @@ export interface RouteDeps {
   readonly config: Config;
   /** The deploy flow; without it deploy, canary and tags answer 501. */
   readonly engine?: DeployEngine | undefined;
+  /**
+   * The flows on the engine and the live cluster (src/deploy/flows.ts): with them, `GET /:service` shows the live
+   * state, deploys may wait for their rollout, and rollback, promote and the monitor hooks exist.
+   */
+  readonly flows?: Flows | undefined;
   readonly version: string;
 }
+
+/** `GET /:service`: the configuration, and with the flows the service's Deployments as they run. */
+export type ServiceStateView = ServiceView & { readonly deployments?: readonly DeploymentState[] };
 
 /** `GET /:service/tags`. */
 export interface TagsView {
@@ -87,7 +99,11 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     api.get(
       '/:service',
       { schema: { params: ServiceParams }, onRequest: guard('read') },
-      (request): ServiceView => serviceView(serviceNamed(request.params.service)),
+      async (request): Promise<ServiceStateView> => {
+        const service = serviceNamed(request.params.service);
+        const view = serviceView(service);
+        return deps.flows === undefined ? view : { ...view, deployments: await deps.flows.state(service) };
+      },
     );
 
     api.get(
@@ -106,19 +122,27 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
         // PUT as in the thesis; POST because `curl --data` sends POST.
         method: ['PUT', 'POST'],
         url,
-        schema: { params: ServiceParams, body: DeployBody, querystring: DeployQuery },
+        schema: { params: ServiceParams, body: DeployWaitBody, querystring: DeployWaitQuery },
         onRequest: guard(kind),
-        handler: async (request): Promise<DeployResult> => {
+        handler: async (request, reply): Promise<WithVerdict<DeployResult>> => {
           const service = serviceNamed(request.params.service);
           const { commit, tag } = versionOf(request.body, request.query);
-          return requireEngine(kind === 'canary' ? 'deploying a canary' : 'deploying').run({
+          const wait = fieldOf(request.body, request.query, 'wait');
+          const engine = requireEngine(kind === 'canary' ? 'deploying a canary' : 'deploying');
+          if (wait !== undefined && deps.flows === undefined) {
+            throw new NotImplementedError('waiting for the rollout is not available: this deployer does not read the cluster');
+          }
+          const deploy = {
             service,
             kind,
             commit,
             tag,
             caller: { token: principalOf(request).token, userAgent: request.headers['user-agent'] },
             requestId: request.id,
-          });
+          };
+          // Identical requests in flight are joined (a CI job retried while its first request still runs).
+          if (deps.flows === undefined) return engine.run(deploy);
+          return withVerdict(reply, deps.flows, await deps.flows.deploy(deploy), wait);
         },
       });
     };
@@ -126,6 +150,13 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     deployRoute('/:service/canary', 'canary');
     // The original deployer's name for the canary path; depctl and old CI scripts may still use it.
     deployRoute('/:service/deploy_canary', 'canary');
+
+    const { flows } = deps;
+    if (flows !== undefined) {
+      const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
+      registerFlowRoutes(api, { flows, guard, serviceNamed, callerOf });
+      registerHookRoutes(api, { config, flows, principalOf, callerOf, serviceNamed });
+    }
     done();
   });
 }

@@ -73,7 +73,16 @@ export class KubeTransport {
       headers: { accept: 'application/json' },
     };
     // Credentials are applied per request: in-cluster and exec tokens rotate.
-    await this.#config.applyToHTTPSOptions(options);
+    try {
+      await this.#config.applyToHTTPSOptions(options);
+    } catch (err) {
+      // An unusable kubeconfig (an exec plugin that fails, plain http without skipTLSVerify) is the apiserver
+      // being out of reach for this deployer, not a bug in the request.
+      throw new UpstreamError('kubernetes', `cannot use the kubeconfig's credentials for ${this.server}: ${(err as Error).message}`, {
+        cause: err,
+        status: 503,
+      });
+    }
     const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
     if (payload !== undefined) {
       options.headers['content-type'] = req.contentType ?? 'application/json';

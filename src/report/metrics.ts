@@ -114,6 +114,8 @@ export function timed<T extends object>(
   target: T,
   metrics: Metrics,
   system: CallSystem | ((args: readonly unknown[]) => CallSystem),
+  /** Before each method's name in the `operation` label, where the name alone would be vague (`lease.get`). */
+  prefix = '',
 ): T {
   return new Proxy(target, {
     get(t, property) {
@@ -125,7 +127,12 @@ export function timed<T extends object>(
         const result = method.apply(t, args);
         if (!isPromiseLike(result)) return result;
         const observe = (outcome: CallOutcome): void =>
-          metrics.observeCall(typeof system === 'string' ? system : system(args), property, outcome, (performance.now() - started) / 1000);
+          metrics.observeCall(
+            typeof system === 'string' ? system : system(args),
+            `${prefix}${property}`,
+            outcome,
+            (performance.now() - started) / 1000,
+          );
         return Promise.resolve(result).then(
           (v) => {
             observe('ok');

@@ -103,8 +103,21 @@ export class GitSource implements Source {
     return { remote, dir: join(this.#cacheDir, `${key}.git`), service };
   }
 
-  /** Runs `op`; when the cache turns out broken, drops it and runs `op` once more on a fresh cache. */
+  /**
+   * Runs `op`; when the cache turns out broken, drops it and runs `op` once more on a fresh cache. A full cache
+   * volume is the operator's to fix, and said so (503) rather than reported as an internal error.
+   */
   async #recovering<T>(repo: Repo, op: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#recoveringOnce(repo, op);
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      this.#log.error({ err, dir: this.#cacheDir }, 'git cache volume is full');
+      throw new UpstreamError('git', "the deployer's git cache volume is full (no space left on device)", { cause: err, status: 503 });
+    }
+  }
+
+  async #recoveringOnce<T>(repo: Repo, op: () => Promise<T>): Promise<T> {
     try {
       await this.#ensureRepo(repo);
       return await op();
@@ -278,6 +291,13 @@ export class GitSource implements Source {
       const [mode, type, oid] = record.slice(0, tab).split(' ');
       const rel = record.slice(tab + 1);
       const path = dir === '' ? rel : `${dir}/${rel}`;
+      // git never writes such names, but `git mktree` does not check them: `kubernetes/../x.yaml` must not be read
+      // as a path outside the manifests directory, nor be dropped silently.
+      if (rel.split('/').some((c) => c === '.' || c === '..' || c === '')) {
+        throw new ManifestError(`${path} has a "." or ".." path component; manifests must be plain paths`, {
+          detail: { path, commit: sha },
+        });
+      }
       // Links are never followed: a link in the manifests directory could point anywhere, even outside it.
       if (mode === '120000') {
         throw new ManifestError(`${path} is a symbolic link; manifests must be regular files (links are not followed)`, {
@@ -611,4 +631,16 @@ export function parseRawDiff(raw: string): { paths: string[]; blobs: string[] } 
     }
   }
   return { paths, blobs: [...blobs] };
+}
+
+const NO_SPACE = /no space left on device/i;
+
+/** Whether `err`, or an error it was caused by, is a full file system (node's ENOSPC or git's message for it). */
+function isNoSpace(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++, e = e.cause) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC' || NO_SPACE.test(e.message)) return true;
+    if (e instanceof GitCommandError && NO_SPACE.test(e.stderr)) return true;
+  }
+  return false;
 }

@@ -28,7 +28,7 @@ export async function snapshot(namespace: string): Promise<string[]> {
 /** Everything captured during a test file, with where it came from, to scan for secrets at the end. */
 export class Captured {
   readonly #texts: Array<{ where: string; text: string }> = [];
-  readonly #sources: Array<{ where: string; read: () => string }> = [];
+  readonly #sources: Array<{ where: string; read: () => string; allowed: readonly string[] }> = [];
 
   add(where: string, text: string): void {
     this.#texts.push({ where, text });
@@ -40,22 +40,34 @@ export class Captured {
     return answer;
   }
 
-  /** A source read at scan time (a log that keeps growing, a capture server's requests). */
-  source(where: string, read: () => string): void {
-    this.#sources.push({ where, read });
+  /**
+   * A source read at scan time (a log that keeps growing, a capture server's requests); `allowed` names the secrets
+   * that belong there (the credential a report service is called with).
+   */
+  source(where: string, read: () => string, allowed: readonly string[] = []): void {
+    this.#sources.push({ where, read, allowed });
   }
 
   /** Where any of `secrets` occurs, as `where: secret-name`; also in base64 and URL-encoded spellings. */
   leaks(secrets: Record<string, string>): string[] {
-    const all = [...this.#texts, ...this.#sources.map((s) => ({ where: s.where, text: s.read() }))];
+    const all = [
+      ...this.#texts.map((t) => ({ ...t, allowed: [] as readonly string[] })),
+      ...this.#sources.map((s) => ({ where: s.where, text: s.read(), allowed: s.allowed })),
+    ];
     const found: string[] = [];
     for (const [name, secret] of Object.entries(secrets)) {
       const spellings = [secret, Buffer.from(secret).toString('base64'), encodeURIComponent(secret)];
-      for (const { where, text } of all) {
+      for (const { where, text, allowed } of all) {
+        if (allowed.includes(name)) continue;
         if (spellings.some((s) => text.includes(s))) found.push(`${where}: ${name}`);
       }
     }
     return found;
+  }
+
+  /** The answers captured so far, for a report. */
+  texts(): ReadonlyArray<{ where: string; text: string }> {
+    return this.#texts;
   }
 
   get size(): number {

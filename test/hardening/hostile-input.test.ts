@@ -4,7 +4,7 @@ import { ground } from '../env/ground.js';
 import { createNamespace } from '../env/kube-helpers.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { basic, call, serviceRepo, startDeployer, type Answer, type RunningDeployer } from '../e2e/setup.js';
-import type { FixtureFile } from '../env/git-fixtures.js';
+import { git, type FixtureFile } from '../env/git-fixtures.js';
 import { Captured, nothingPwned, PWNED, snapshot } from './harness.js';
 
 /**
@@ -179,6 +179,32 @@ function requestCases(ci: string, ops: string): RequestCase[] {
   return cases;
 }
 
+/**
+ * Commits git itself would not write, made with `git mktree` (which does not check names): a `..` tree inside
+ * kubernetes/, and a `.` one. `mkdir` of the path never happens (files are read from the object store), so the
+ * question is only whether the deployer treats the path as inside the manifests directory.
+ */
+const CRAFTED_CASES = [
+  ['a ".." tree entry inside kubernetes/', '..'],
+  ['a "." tree entry inside kubernetes/', '.'],
+] as const;
+
+async function craftedCommit(repoPath: string, image: string, entry: string, name: string): Promise<void> {
+  const blob = (content: string): Promise<string> => git(['hash-object', '-w', '--stdin'], { cwd: repoPath, input: content }).then((s) => s.trim());
+  const tree = (lines: string[]): Promise<string> => git(['mktree'], { cwd: repoPath, input: `${lines.join('\n')}\n` }).then((s) => s.trim());
+  const evil = await blob(configMap('traversal'));
+  const good = await blob(deployment(name, image));
+  const inner = await tree([`100644 blob ${evil}\tevil.yaml`]);
+  const manifestsTree = await tree([`100644 blob ${good}\t0-deployment.yaml`, `040000 tree ${inner}\t${entry}`]);
+  const root = await tree([`040000 tree ${manifestsTree}\tkubernetes`, `100644 blob ${evil}\tevil.yaml`]);
+  const parent = (await git(['rev-parse', 'refs/heads/main'], { cwd: repoPath })).trim();
+  const commit = (await git(['commit-tree', root, '-p', parent, '-m', 'crafted'], {
+    cwd: repoPath,
+    env: { ...process.env, GIT_AUTHOR_NAME: 'x', GIT_AUTHOR_EMAIL: 'x@example.test', GIT_COMMITTER_NAME: 'x', GIT_COMMITTER_EMAIL: 'x@example.test' },
+  })).trim();
+  await git(['update-ref', 'refs/heads/main', commit], { cwd: repoPath });
+}
+
 describe('hostile input end to end', () => {
   let deployer: RunningDeployer;
   let namespace: string;
@@ -186,7 +212,6 @@ describe('hostile input end to end', () => {
   const hostile = new Map<string, string>();
   const captured = new Captured();
   const ci = basic('ci', CI_SECRET);
-  const ops = basic('ops', OPS_SECRET);
 
   beforeAll(async () => {
     const registry = ground('registry').anonymous;
@@ -195,16 +220,25 @@ describe('hostile input end to end', () => {
     await pushImage({ host: registry, repository: image.slice(registry.length + 1), tag: TAG });
     web = await serviceRepo('web', [{ files: { 'kubernetes/deployment.yaml': deployment('web', image), 'kubernetes/service.yaml': service('web'), 'kubernetes/config.yaml': configMap('web-config') } }]);
     const repos = await Promise.all(
-      MANIFEST_CASES.map(async ([name, files]) => {
+      MANIFEST_CASES.map(async ([name, files], i) => {
         // Every hostile repository also holds a good Deployment, so the version resolves and only the hostile part is at fault.
         const own = files(image);
-        const good: Record<string, FixtureFile> = 'kubernetes' in own ? {} : { 'kubernetes/0-deployment.yaml': deployment('h', image) };
+        // Each its own Deployment name: two services may not write the same object.
+        const good: Record<string, FixtureFile> = 'kubernetes' in own ? {} : { 'kubernetes/0-deployment.yaml': deployment(`h${i}`, image) };
         const repo = await serviceRepo('h', [{ files: { ...good, ...own } }]);
         hostile.set(name, repo.name);
         return repo;
       }),
     );
-    const all = [web, ...repos];
+    const crafted = await Promise.all(
+      CRAFTED_CASES.map(async ([name, entry], i) => {
+        const repo = await serviceRepo('c', [{ files: { 'README.md': 'crafted below' } }]);
+        await craftedCommit(repo.repo.path, image, entry, `c${i}`);
+        hostile.set(name, repo.name);
+        return repo;
+      }),
+    );
+    const all = [web, ...repos, ...crafted];
     deployer = await startDeployer({
       tokens: {
         ci: { secret: { value: CI_SECRET }, services: ['*'], actions: ['read', 'deploy', 'canary'] },
@@ -268,6 +302,14 @@ describe('hostile input end to end', () => {
       expect(nothingPwned()).toBe(true);
     },
   );
+
+  it.each(CRAFTED_CASES.map(([name, entry]) => [name, entry] as const))('crafted tree: %s', async (name, entry) => {
+    const before = await snapshot(namespace);
+    const answer = captured.answer(name, await call(`${deployer.url}/${hostile.get(name) ?? ''}/deploy`, { auth: ci, form: { commit: 'main', tag: TAG } }));
+    expect(answer.status, JSON.stringify(answer.body)).toBe(422);
+    expect(String(answer.body['error'])).toBe(`kubernetes/${entry}/evil.yaml has a "." or ".." path component; manifests must be plain paths`);
+    expect(await snapshot(namespace)).toEqual(before);
+  });
 
   it.each([
     ['../other', /a relative path inside the repository/],

@@ -21,7 +21,7 @@ interface Container {
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   securityContext?: { readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[] } };
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
-  env?: Array<{ name: string; value?: string }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
 }
 
 interface PodSpec {
@@ -159,6 +159,18 @@ describe("the deployer's own manifests (kubernetes/)", () => {
     const ports = manifestsIn('').flatMap(portsIn);
     expect(ports.length).toBeGreaterThanOrEqual(2);
     for (const port of ports) expect(port['protocol'], JSON.stringify(port)).toBe('TCP');
+  });
+
+  it('the deploy locks (Leases) live in the namespace whose Role allows them: the deployer’s own', () => {
+    const rbac = manifestsIn('rbac');
+    const withLeases = rbac.filter(
+      (o) => o.kind === 'Role' && JSON.stringify((o as unknown as { rules: unknown }).rules).includes('"leases"'),
+    );
+    expect(withLeases.map((o) => o.metadata.namespace)).toEqual([config.kubernetes.leaseNamespace]);
+    expect(config.kubernetes.leaseNamespace).toBe(config.services['deployer']?.namespace);
+    expect(find(rbac, 'ServiceAccount').metadata.namespace).toBe(config.kubernetes.leaseNamespace);
+    // The lock holder's name is the pod's.
+    expect(container.env).toContainEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
   });
 
   it('the Roles grant no wildcard, nothing on secrets, and nothing cluster-wide', () => {

@@ -1,0 +1,222 @@
+/**
+ * `npm run demo`: the deployer on a laptop, against throwaway local servers. Starts the test ground's parts outside
+ * vitest (a Kubernetes control plane without nodes, a container registry, a git server), creates a sample service
+ * repository with a few commits and an image tag per commit (as CI would push them), starts the deployer
+ * in-process, and prints ready-to-paste curl, depctl and kubectl commands. Ctrl-C stops everything.
+ *
+ * Options: `--port N` (default 8080, or DEMO_PORT; 0 or a busy 8080 picks a free port).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { buildApp } from '../src/app.js';
+import { parseConfig } from '../src/config/load.js';
+import { createDeployer } from '../src/deploy/create.js';
+import { KubeClient } from '../src/kube/client.js';
+import { Metrics } from '../src/report/metrics.js';
+import { createRepo } from '../test/env/git-fixtures.js';
+import { startGitServer } from '../test/env/git-server.js';
+import type { Started } from '../test/env/global-setup.js';
+import { kubeBinDir, startKube } from '../test/env/kube-plane.js';
+import { pushImage } from '../test/env/registry-helpers.js';
+import { startRegistries } from '../test/env/registry-server.js';
+
+const SERVICE = 'hello';
+const NAMESPACE = 'demo';
+const TOKEN = 'demo';
+const DEFAULT_PORT = 8080;
+
+const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Runs test/env/prepare.sh (apt packages, kube-apiserver and kube-controller-manager built once) in the foreground. */
+function prepare(): Promise<void> {
+  say(`demo: ${join(kubeBinDir(), 'kube-apiserver')} is missing: running \`bash test/env/prepare.sh\``);
+  say('demo: (installs etcd, docker-registry, git, ... with apt and builds the Kubernetes control plane: about 5 minutes)');
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['test/env/prepare.sh'], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`test/env/prepare.sh exited ${String(code)}`))));
+  });
+}
+
+const manifests = (image: string, greeting: string, replicas: number): Record<string, string> => ({
+  'kubernetes/deployment.yaml': `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ${SERVICE}
+  labels: { app: ${SERVICE} }
+spec:
+  replicas: ${replicas}
+  selector:
+    matchLabels: { app: ${SERVICE} }
+  template:
+    metadata:
+      labels: { app: ${SERVICE} }
+    spec:
+      containers:
+        - name: ${SERVICE}
+          # No tag: the deployer writes the version it deploys (main-<sha7>) and its digest.
+          image: ${image}
+          ports: [{ containerPort: 8080, protocol: TCP }]
+          envFrom: [{ configMapRef: { name: ${SERVICE}-config } }]
+`,
+  'kubernetes/service.yaml': `apiVersion: v1
+kind: Service
+metadata:
+  name: ${SERVICE}
+spec:
+  selector: { app: ${SERVICE} }
+  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
+`,
+  'kubernetes/configmap.yaml': `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ${SERVICE}-config
+data:
+  GREETING: "${greeting}"
+`,
+});
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { port: { type: 'string' } }, strict: true });
+  const asked = values.port ?? process.env['DEMO_PORT'];
+  let port = asked === undefined ? DEFAULT_PORT : Number(asked);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: "${asked}" is not a port number`);
+  if (port === DEFAULT_PORT && asked === undefined && !(await portIsFree(port))) {
+    say(`demo: port ${DEFAULT_PORT} is taken; using a free one`);
+    port = 0;
+  }
+
+  if (!existsSync(join(kubeBinDir(), 'kube-apiserver')) || !existsSync(join(kubeBinDir(), 'kube-controller-manager'))) {
+    await prepare();
+  }
+
+  const base = mkdtempSync(join(tmpdir(), 'deployer-demo-'));
+  const logsDir = join(base, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const parts: Array<Started<unknown>> = [];
+  let closeApp: (() => Promise<void>) | undefined;
+  let stopping = false;
+
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    say('demo: stopping the deployer, Kubernetes, the registry and the git server');
+    // A deploy in flight gets a few seconds to finish; the servers go in any case.
+    await Promise.race([closeApp?.(), new Promise((r) => setTimeout(r, 10_000).unref())]).catch(() => undefined);
+    await Promise.all(parts.map((p) => p.stop().catch(() => undefined)));
+    rmSync(base, { recursive: true, force: true });
+    say('demo: stopped');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  try {
+    say(`demo: starting a Kubernetes control plane, a registry and a git server (logs in ${logsDir})`);
+    const [kube, registries, git] = await Promise.all([
+      startKube(join(base, 'kube'), logsDir).then((s) => (parts.push(s), s)),
+      startRegistries(join(base, 'registry'), logsDir).then((s) => (parts.push(s), s)),
+      startGitServer(join(base, 'git'), logsDir).then((s) => (parts.push(s), s)),
+    ]);
+    if (stopping) return;
+    const logger = pino({ level: 'info', base: { app: 'deployer' } }, pino.destination({ dest: join(logsDir, 'deployer.log'), sync: true }));
+    const admin = new KubeClient({ kubeconfig: kube.info.adminKubeconfig, fieldManager: 'demo', logger });
+    await admin.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }]);
+
+    say(`demo: creating the repository ${SERVICE}.git with three commits and pushing an image tag for each`);
+    const registry = registries.info.anonymous;
+    const imageRepository = `demo/${SERVICE}`;
+    const image = `${registry}/${imageRepository}`;
+    const repo = await createRepo(git.info.root, SERVICE, [
+      { files: { ...manifests(image, 'Hello', 2), 'README.md': `# ${SERVICE}\n` }, message: 'hello: first version' },
+      { files: manifests(image, 'Hello, friend', 2), message: 'hello: a friendlier greeting' },
+      { files: manifests(image, 'Hello, friend', 3), message: 'hello: three replicas' },
+    ]);
+    const commits = repo.shas.map((sha) => ({ sha, short: sha.slice(0, 7) }));
+    for (const c of commits) await pushImage({ host: registry, repository: imageRepository, tag: `main-${c.short}` });
+
+    const secret = randomBytes(12).toString('hex');
+    const raw = {
+      listen: { host: '127.0.0.1', port },
+      tokens: { [TOKEN]: { secret: { value: secret } } },
+      services: {
+        [SERVICE]: {
+          repository: {
+            url: `${git.info.baseUrl}${repo.urlPath}`,
+            credentials: { username: git.info.username, password: { value: git.info.password } },
+          },
+          namespace: NAMESPACE,
+        },
+      },
+      registries: { [registry]: { insecure: true } },
+      cache: { dir: join(base, 'cache') },
+      kubernetes: { kubeconfig: kube.info.adminKubeconfig },
+      versions: { registryWaitSeconds: 10 },
+    };
+    const configFile = join(base, 'config.yaml');
+    // JSON is YAML; the secrets are inline, which is for demos only.
+    writeFileSync(configFile, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
+    const config = parseConfig(raw, {});
+    const metrics = new Metrics();
+    const { engine, flows } = createDeployer({ config, logger, version: 'demo', metrics, identity: 'demo' });
+    const app = buildApp({ config, logger, engine, flows, version: 'demo', metrics, apiserver: admin });
+    closeApp = () => app.close();
+    const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+    if (stopping) return;
+
+    const url = address.replace(/\/$/, '');
+    const [c1, c2, c3] = commits as [(typeof commits)[0], (typeof commits)[0], (typeof commits)[0]];
+    const kubeconfig = kube.info.adminKubeconfig;
+    const curl = (path: string, data?: string): string =>
+      `curl -sS -u ${TOKEN}:${secret}${data === undefined ? ' -X PUT' : ` --data ${data}`} ${url}/${SERVICE}/${path}`;
+    const local = join(process.cwd(), 'node_modules', '.bin', 'depctl');
+    const depctl = `DEPLOYER_URL=${url} DEPLOYER_TOKEN_NAME=${TOKEN} DEPLOYER_AUTH_TOKEN=${secret} ${existsSync(local) ? 'npx depctl' : 'npx tsx src/cli/depctl.ts'}`;
+
+    say();
+    say(`The deployer listens on ${url} (config ${configFile}, log ${join(logsDir, 'deployer.log')}).`);
+    say(`Service "${SERVICE}" (namespace ${NAMESPACE}) has the commits ${c1.short}, ${c2.short}, ${c3.short}; each has its image tag main-<sha7>.`);
+    say();
+    say('# deploy the first commit');
+    say(curl('deploy', `commit=${c1.short}`));
+    say('# a canary of the third, next to it');
+    say(curl('canary', `commit=${c3.short}`));
+    say('# promote the canary to stable, or roll back to the version before');
+    say(curl('promote'));
+    say(curl('rollback', 'to=previous'));
+    say('# the same with depctl');
+    say(`${depctl} deploy ${SERVICE} --commit ${c1.sha}`);
+    say(`${depctl} canary ${SERVICE} --commit ${c3.sha}`);
+    say(`${depctl} promote ${SERVICE}`);
+    say(`${depctl} rollback ${SERVICE}`);
+    say(`${depctl} show ${SERVICE}`);
+    say('# look at the cluster, the metrics and readiness');
+    say(`kubectl --kubeconfig ${kubeconfig} get deploy,rs,svc,cm -n ${NAMESPACE} -o wide`);
+    say(`curl -sS ${url}/metrics | grep ^deployer_deploy`);
+    say(`curl -sS ${url}/readyz`);
+    say();
+    say('(no kubelet runs: pods stay Pending, the Deployments and their replica sets are real)');
+    say('ready — Ctrl-C stops everything');
+  } catch (err) {
+    process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+    await stop(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

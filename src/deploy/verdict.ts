@@ -1,0 +1,166 @@
+import type { LiveDeployment, LivePod, LiveReader } from '../kube/live.js';
+import type { ObjectResult } from '../kube/types.js';
+import type { Replicas } from './state.js';
+
+/**
+ * The rollout verdict (`wait=`): after the objects are applied, whether the new version runs. Kubernetes never says
+ * "failed" by itself before the progress deadline (10 minutes by default), so pods that cannot start are judged
+ * early: once every pod of the new ReplicaSet waits for a reason that does not pass by itself, the rollout failed.
+ */
+
+export type VerdictResult = 'success' | 'failure' | 'timeout';
+
+/** Waiting reasons after which a pod will not become ready without a new version or a new manifest. */
+export const DOOMED_REASONS: ReadonlySet<string> = new Set([
+  'CrashLoopBackOff',
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'CreateContainerConfigError',
+  'InvalidImageName',
+]);
+
+const REVISION = 'deployment.kubernetes.io/revision';
+
+export interface RolloutTarget {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export interface DeploymentVerdict extends RolloutTarget {
+  readonly state: 'done' | 'failed' | 'progressing';
+  /** Why it failed, or how far it got. */
+  readonly reason: string;
+  readonly replicas?: Replicas | undefined;
+}
+
+export interface Verdict {
+  readonly result: VerdictResult;
+  readonly message: string;
+  readonly deployments: readonly DeploymentVerdict[];
+  readonly waitedMs: number;
+}
+
+/** The Deployments a deploy applied (not those it deleted): what a verdict waits for. */
+export function rolloutTargets(objects: readonly ObjectResult[]): RolloutTarget[] {
+  return objects
+    .filter((o) => o.kind === 'Deployment' && o.action !== 'deleted' && o.namespace !== undefined)
+    .map((o) => ({ namespace: o.namespace ?? '', name: o.name }));
+}
+
+function replicasOf(d: LiveDeployment): Replicas {
+  const s = d.status;
+  return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
+}
+
+/** Why a pod will not start, or undefined if it may still. */
+export function doomOf(pod: LivePod): string | undefined {
+  for (const c of pod.containers) {
+    if (c.waiting !== undefined && DOOMED_REASONS.has(c.waiting)) {
+      return `pod ${pod.name}: container ${c.name}: ${c.waiting}${c.message === undefined ? '' : ` (${c.message})`}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * One Deployment's state. Done: the controller saw the current spec, and all desired replicas are updated and
+ * available with no old pod left. Failed: the controller reports ProgressDeadlineExceeded, or every pod of the new
+ * ReplicaSet is doomed (`newPods`, undefined when not looked at).
+ */
+export function judge(d: LiveDeployment, newPods: readonly LivePod[] | undefined): DeploymentVerdict {
+  const at = { namespace: d.namespace, name: d.name, replicas: replicasOf(d) };
+  const s = d.status;
+  const observed = s.observedGeneration >= d.generation;
+  if (observed) {
+    const deadline = s.conditions.find((c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded');
+    if (deadline !== undefined) {
+      return { ...at, state: 'failed', reason: `ProgressDeadlineExceeded${deadline.message === undefined ? '' : `: ${deadline.message}`}` };
+    }
+    if (s.updated === d.desired && s.available === d.desired && s.replicas === d.desired) {
+      return { ...at, state: 'done', reason: `${s.available}/${d.desired} available` };
+    }
+  }
+  if (newPods !== undefined && newPods.length > 0) {
+    const dooms = newPods.map(doomOf);
+    if (dooms.every((r) => r !== undefined)) return { ...at, state: 'failed', reason: dooms.join('; ') };
+  }
+  const old = Math.max(s.replicas - s.updated, 0);
+  return {
+    ...at,
+    state: 'progressing',
+    reason: observed
+      ? `${s.updated}/${d.desired} updated, ${s.available} available${old > 0 ? `, ${old} old` : ''}`
+      : 'the controller has not seen the new spec yet',
+  };
+}
+
+function selectorOf(labels: Readonly<Record<string, string>>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+export interface VerdictOptions {
+  readonly timeoutMs: number;
+  readonly pollMs?: number | undefined;
+  readonly now?: (() => number) | undefined;
+  readonly sleep?: ((ms: number) => Promise<void>) | undefined;
+}
+
+const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The pods of the Deployment's current ReplicaSet (its revision), or undefined before the controller made it. */
+async function newPodsOf(live: LiveReader, d: LiveDeployment): Promise<LivePod[] | undefined> {
+  const revision = d.annotations[REVISION];
+  if (revision === undefined || d.status.observedGeneration < d.generation) return undefined;
+  const sets = await live.listReplicaSets(d.namespace, selectorOf(d.selector));
+  const current = sets.find((rs) => rs.ownerUids.includes(d.uid) && rs.annotations[REVISION] === revision);
+  const hash = current?.labels['pod-template-hash'];
+  if (current === undefined || hash === undefined) return undefined;
+  const pods = await live.listPods(d.namespace, `pod-template-hash=${hash}`);
+  return pods.filter((p) => p.ownerUids.includes(current.uid) && !p.terminating);
+}
+
+async function check(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+  const d = await live.getDeployment(target.namespace, target.name);
+  if (d === undefined) return { ...target, state: 'failed', reason: 'the Deployment was deleted' };
+  const quick = judge(d, undefined);
+  if (quick.state !== 'progressing') return quick;
+  return judge(d, await newPodsOf(live, d));
+}
+
+function summary(verdicts: readonly DeploymentVerdict[], state: DeploymentVerdict['state']): string {
+  return verdicts
+    .filter((v) => v.state === state)
+    .map((v) => `${v.name}: ${v.reason}`)
+    .join('; ');
+}
+
+/** Polls the Deployments until all are done (success), one failed (failure), or `timeoutMs` passed (timeout). */
+export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTarget[], options: VerdictOptions): Promise<Verdict> {
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? defaultSleep;
+  const pollMs = options.pollMs ?? 1000;
+  const started = now();
+  for (;;) {
+    const verdicts = await Promise.all(targets.map((t) => check(live, t)));
+    const waitedMs = now() - started;
+    if (verdicts.some((v) => v.state === 'failed')) {
+      return { result: 'failure', message: `the rollout failed: ${summary(verdicts, 'failed')}`, deployments: verdicts, waitedMs };
+    }
+    if (verdicts.every((v) => v.state === 'done')) {
+      const message = verdicts.length === 0 ? 'nothing to roll out' : `rolled out: ${summary(verdicts, 'done')}`;
+      return { result: 'success', message, deployments: verdicts, waitedMs };
+    }
+    const remaining = options.timeoutMs - waitedMs;
+    if (remaining <= 0) {
+      return {
+        result: 'timeout',
+        message: `the rollout did not finish within ${Math.round(options.timeoutMs / 1000)}s: ${summary(verdicts, 'progressing')}`,
+        deployments: verdicts,
+        waitedMs,
+      };
+    }
+    await sleep(Math.min(pollMs, remaining));
+  }
+}

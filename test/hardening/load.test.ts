@@ -1,0 +1,137 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ground } from '../env/ground.js';
+import { freePort, waitForUrl } from '../env/processes.js';
+import { basic } from '../e2e/setup.js';
+
+/**
+ * A bounded load test on `GET /` and `GET /:service` with authentication, against the deployer in a child process
+ * (`src/main.ts` as `npm start` runs it, through tsx) so that its own resident memory can be measured: no request
+ * fails, and after the run the RSS is back within 20 % of what it was after a warm-up. Loopback only; a fixed number
+ * of requests at a fixed concurrency. The warm-up is long enough for V8's heap to reach its working size (about
+ * 4,000 requests here: RSS then stays flat over further rounds), so that growth after it would be a leak.
+ */
+
+const CI_SECRET = 'ci-secret-load-0123456789';
+const SERVICES = Array.from({ length: 20 }, (_, i) => `svc-${i}`);
+const WARMUP = 4_000;
+const REQUESTS = 3_000;
+const CONCURRENCY = 8;
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (kb === undefined) throw new Error(`no VmRSS for ${pid}`);
+  return Number(kb) * 1024;
+}
+
+interface LoadResult {
+  ok: number;
+  failures: string[];
+}
+
+/** `total` requests, `concurrency` at a time; request i is `make(i)`. */
+async function load(total: number, concurrency: number, make: (i: number) => Promise<string | undefined>): Promise<LoadResult> {
+  let next = 0;
+  const result: LoadResult = { ok: 0, failures: [] };
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      try {
+        const problem = await make(i);
+        if (problem === undefined) result.ok++;
+        else result.failures.push(problem);
+      } catch (err) {
+        result.failures.push(`request ${i}: ${String(err)}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  return result;
+}
+
+describe('bounded load on GET / and GET /:service', () => {
+  let child: ChildProcess;
+  let url: string;
+  let output = '';
+  let dir = '';
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'hardening-load-'));
+    const port = await freePort();
+    const config = {
+      logLevel: 'info',
+      listen: { host: '127.0.0.1', port },
+      tokens: { ci: { secret: { value: CI_SECRET }, services: ['*'], actions: ['read'] } },
+      services: Object.fromEntries(
+        SERVICES.map((s) => [s, { repository: { url: `https://git.example.test/${s}.git`, credentials: { username: 'u', password: { value: 'repo-password-load-xyz' } } }, namespace: s }]),
+      ),
+      kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
+      cache: { dir: join(dir, 'cache') },
+    };
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(config));
+    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: process.cwd(),
+      env: { ...process.env, DEPLOYER_CONFIG: file },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    url = `http://127.0.0.1:${port}`;
+    await waitForUrl(`${url}/healthz`, { what: 'the deployer child process', timeoutMs: 60_000 });
+  });
+
+  afterAll(async () => {
+    if (child?.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+  });
+
+  const auth = basic('ci', CI_SECRET);
+  const request = async (i: number): Promise<string | undefined> => {
+    const service = SERVICES[i % SERVICES.length] ?? '';
+    const path = i % 2 === 0 ? '/' : `/${service}`;
+    const res = await fetch(`${url}${path}`, { headers: { authorization: auth } });
+    const body = (await res.json()) as Record<string, unknown>;
+    if (res.status !== 200) return `${path}: ${res.status} ${JSON.stringify(body)}`;
+    if (path === '/' && (body['services'] as unknown[]).length !== SERVICES.length) return `${path}: ${JSON.stringify(body)}`;
+    if (path !== '/' && body['name'] !== service) return `${path}: ${JSON.stringify(body)}`;
+    return undefined;
+  };
+
+  it(`${REQUESTS} requests at concurrency ${CONCURRENCY}: no errors, RSS back within 20 % afterwards`, async () => {
+    const pid = child.pid ?? 0;
+    const warm = await load(WARMUP, CONCURRENCY, request);
+    expect(warm.failures).toEqual([]);
+    const start = rssOf(pid);
+
+    const run = await load(REQUESTS, CONCURRENCY, request);
+    expect(run.failures.slice(0, 5)).toEqual([]);
+    expect(run.ok).toBe(REQUESTS);
+
+    // Memory is given back lazily (V8 shrinks its heap after idle GCs): poll for a while before judging.
+    const limit = start * 1.2;
+    let end = rssOf(pid);
+    for (let i = 0; i < 50 && end > limit; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      end = rssOf(pid);
+    }
+    console.info(`load: ${run.ok} requests ok; RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`);
+    expect(end, `RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`).toBeLessThanOrEqual(limit);
+    expect(child.exitCode).toBeNull();
+  }, 300_000);
+
+  it('the child logged no secret', () => {
+    expect(output).toContain('listening');
+    expect(output).not.toContain(CI_SECRET);
+    expect(output).not.toContain(Buffer.from(`ci:${CI_SECRET}`).toString('base64'));
+    expect(output).not.toContain('repo-password-load-xyz');
+  });
+});
