@@ -23,6 +23,7 @@ import { createRepo } from '../test/env/git-fixtures.js';
 import { startGitServer } from '../test/env/git-server.js';
 import type { Started } from '../test/env/global-setup.js';
 import { kubeBinDir, startKube } from '../test/env/kube-plane.js';
+import { configMapYaml, deploymentYaml, serviceYaml } from '../test/env/manifests.js';
 import { pushImage } from '../test/env/registry-helpers.js';
 import { startRegistries } from '../test/env/registry-server.js';
 
@@ -52,42 +53,18 @@ function prepare(): Promise<void> {
   });
 }
 
+/** The sample service's files: the greeting comes from its ConfigMap, as the environment of the container. */
 const manifests = (image: string, greeting: string, replicas: number): Record<string, string> => ({
-  'kubernetes/deployment.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${SERVICE}
-  labels: { app: ${SERVICE} }
-spec:
-  replicas: ${replicas}
-  selector:
-    matchLabels: { app: ${SERVICE} }
-  template:
-    metadata:
-      labels: { app: ${SERVICE} }
-    spec:
-      containers:
-        - name: ${SERVICE}
-          # No tag: the deployer writes the version it deploys (main-<sha7>) and its digest.
-          image: ${image}
-          ports: [{ containerPort: 8080, protocol: TCP }]
-          envFrom: [{ configMapRef: { name: ${SERVICE}-config } }]
-`,
-  'kubernetes/service.yaml': `apiVersion: v1
-kind: Service
-metadata:
-  name: ${SERVICE}
-spec:
-  selector: { app: ${SERVICE} }
-  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
-`,
-  'kubernetes/configmap.yaml': `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${SERVICE}-config
-data:
-  GREETING: "${greeting}"
-`,
+  'kubernetes/deployment.yaml': deploymentYaml({
+    name: SERVICE,
+    image,
+    replicas,
+    container: SERVICE,
+    imageComment: 'No tag: the deployer writes the version it deploys (main-<sha7>) and its digest.',
+    envFrom: `${SERVICE}-config`,
+  }),
+  'kubernetes/service.yaml': serviceYaml(SERVICE),
+  'kubernetes/configmap.yaml': configMapYaml(`${SERVICE}-config`, { GREETING: greeting }),
 });
 
 async function main(): Promise<void> {

@@ -69,6 +69,8 @@ export class Engine implements DeployEngine {
     const { service } = request;
     let version: ResolvedVersion | undefined;
     let facts: CommitFacts | undefined;
+    // The event log's commit facts need git (a diff against the parent); they are read while the cluster is busy.
+    let pendingFacts: Promise<CommitFacts | undefined> | undefined;
     try {
       const result = await this.#queued(service, async () => {
         const track: Track = request.kind === 'canary' ? 'canary' : 'stable';
@@ -86,6 +88,7 @@ export class Engine implements DeployEngine {
             ? await resolvePinned(versionDeps, this.#deps.config.versions, service, { commit: pinCommit, tag: pinTag, digests: pinDigests }, imagesAt)
             : await resolveVersion(versionDeps, this.#deps.config.versions, service, request, imagesAt);
         version = v;
+        pendingFacts = this.#facts(service, v.commit);
         const placed = await this.#place(service, objects);
         const rewritten = rewrite(placed, {
           track,
@@ -134,7 +137,7 @@ export class Engine implements DeployEngine {
         );
       });
       const v = result.version;
-      facts = await this.#facts(service, v.commit);
+      facts = await (pendingFacts ?? this.#facts(service, v.commit));
       const durationMs = Math.round(performance.now() - started);
       const images = imagesOf(result.untagged, v);
       const deployResult: DeployResult = {
@@ -154,6 +157,7 @@ export class Engine implements DeployEngine {
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       const durationMs = Math.round(performance.now() - started);
+      if (pendingFacts !== undefined) facts = await pendingFacts;
       const event = this.#event(request, 'failure', durationMs, version, facts, error);
       logDeployEvent(this.#log, event);
       // Reports never hold the answer up: the caller hears of its failure at once, Bugsnag and Slack as they can.

@@ -268,8 +268,9 @@ export class GitSource implements Source {
       }
       throw err;
     }
-    const sha = await this.#local(repo, ['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`]);
-    return (sha ?? '').trim();
+    const sha = ((await this.#local(repo, ['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`])) ?? '').trim();
+    if (!/^[0-9a-f]{40}$/.test(sha)) throw new Error(`git rev-parse of branch ${printable(name)} gave no commit: ${printable(sha)}`);
+    return sha;
   }
 
   // ---- reading files
@@ -389,6 +390,8 @@ export class GitSource implements Source {
         throw new BrokenCacheError(`unexpected cat-file output for ${oid ?? '?'}: ${type ?? '?'}`);
       }
       const size = Number(sizeText);
+      // Output cut short must fail loudly: a manifest read in part would deploy something nobody wrote.
+      if (nl + 1 + size > out.length) throw new Error(`git cat-file --batch output ends inside blob ${oid}`);
       result.set(oid, Buffer.from(out.subarray(nl + 1, nl + 1 + size)));
       pos = nl + 1 + size + 1;
     }
@@ -517,7 +520,13 @@ export class GitSource implements Source {
         timeoutMs: this.#timeoutMs,
         env: auth.env,
         input,
-        config: [`remote.origin.url=${repo.remote.url}`],
+        config: [
+          `remote.origin.url=${repo.remote.url}`,
+          // Blobs asked for by id are fetched as git's own lazy fetch does, without "have" lines: the wanted blobs
+          // are reachable from the commits we have, and a server whose pack has a bitmap index (GitHub and GitLab
+          // keep them) then subtracts them and sends nothing ("did not send all necessary objects").
+          ...(target.kind === 'blobs' ? ['fetch.negotiationAlgorithm=noop'] : []),
+        ],
       });
       await git.raw(args);
       return 'ok';

@@ -61,6 +61,12 @@ export function createGit(options: GitClientOptions): SimpleGit {
     baseDir: options.baseDir,
     maxConcurrentProcesses: 4,
     timeout: { block: options.timeoutMs },
+    // Done when the process's pipes are closed, not 50 ms after it exits (simple-git's default): on a busy machine the
+    // rest of stdout often arrives later than that, and the call then succeeded with its output cut short or empty
+    // (an ls-tree without the manifests directory, a cat-file --batch without the last blobs). The exit fallback only
+    // keeps a call from hanging when a process git left behind (an ssh control master) holds the pipes open: the stall
+    // timeout stops watching at exit.
+    completion: { onClose: true, onExit: options.timeoutMs },
     config: [...(options.config ?? [])],
     input: options.input === undefined ? undefined : () => options.input,
     allowEnvironment: ALLOWED_ENV,

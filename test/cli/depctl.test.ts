@@ -1,15 +1,13 @@
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { parseConfig } from '../../src/config/load.js';
-import { createDeployer } from '../../src/deploy/create.js';
-import { basic, memoryLogger, serviceRepo, type RunningDeployer } from '../e2e/setup.js';
+import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
 import { git } from '../env/git-fixtures.js';
 import { adminClient, createNamespace } from '../env/kube-helpers.js';
+import { configMapYaml, deploymentYaml } from '../env/manifests.js';
 import { deleteTag, pushImage } from '../env/registry-helpers.js';
 import { bashComplete, buildCli, REPO_ROOT, runCli, type BuiltCli, type CliResult } from './helpers.js';
 
@@ -21,66 +19,9 @@ const SPINNER = /[▁▃▅▆▇█]/;
 
 const short = (sha: string): string => sha.slice(0, 7);
 
-function deployment(name: string, image: string): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${name}
-  labels: { app: ${name} }
-spec:
-  replicas: 1
-  selector:
-    matchLabels: { app: ${name} }
-  template:
-    metadata:
-      labels: { app: ${name} }
-    spec:
-      containers:
-        - name: app
-          image: ${image}
-`;
-}
-
-function configMap(name: string, value: string): string {
-  return `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${name}-config
-data:
-  value: "${value}"
-`;
-}
-
-/**
- * The deployer as main.ts builds it, with the engine and the flows (rollback, promote, live state), on a loopback
- * port, pointed at the test ground.
- */
-async function startDeployer(raw: Record<string, unknown>, env: Record<string, string>): Promise<RunningDeployer> {
-  const config = parseConfig(
-    {
-      kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
-      registries: { [ground('registry').anonymous]: { insecure: true } },
-      cache: { dir: mkdtempSync(join(tmpdir(), 'depctl-deployer-cache-')) },
-      ...raw,
-    },
-    env,
-  );
-  const { logger, logs, text } = memoryLogger();
-  const { engine, flows } = createDeployer({ config, logger, version: 'test' });
-  const app = buildApp({ config, logger, engine, flows, version: 'test' });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = app.server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    config,
-    logs,
-    logText: text,
-    close: async () => {
-      await app.close();
-      rmSync(config.cache.dir, { recursive: true, force: true });
-    },
-  };
-}
+/** The services' Deployment: one replica, no ports. */
+const deployment = (name: string, image: string): string => deploymentYaml({ name, image, port: false });
+const configMap = (name: string, value: string): string => configMapYaml(`${name}-config`, { value });
 
 /** A loopback port nothing listens on: bound once by us, then closed. */
 async function closedPort(): Promise<number> {
@@ -161,7 +102,7 @@ describe('depctl against a deployer on the test ground', () => {
         services: Object.fromEntries([shop, cart, gone].map((s) => [s.name, { repository: s.repository, namespace }])),
         versions: { registryWaitSeconds: 0 },
       },
-      { DEPLOYER_AUTH_TOKEN: LEGACY_SECRET },
+      { env: { DEPLOYER_AUTH_TOKEN: LEGACY_SECRET } },
     );
     env = { HOME: home, DEPLOYER_URL: deployer.url, DEPLOYER_AUTH_TOKEN: DEV_SECRET, DEPLOYER_TOKEN_NAME: 'dev' };
   }

@@ -9,8 +9,9 @@ import { adminClient, createNamespace, markDeploymentReady, uniqueName } from '.
 import { tokenKubeconfig } from '../env/kube-plane.js';
 import { freePort } from '../env/processes.js';
 import { pushImage } from '../env/registry-helpers.js';
-import { configMapYaml, deploymentYaml, send, startFlowDeployer, waitForTag, type FlowDeployer } from './flows-setup.js';
-import { basic, serviceRepo } from './setup.js';
+import { configMapYaml, deploymentYaml } from '../env/manifests.js';
+import { send, waitForTag } from './flows-setup.js';
+import { basic, serviceRepo, startDeployer, type RunningDeployer } from './setup.js';
 
 const SECRETS = { ci: 'ci-secret-f10w5', monitor: 'monitor-secret-a1e27', cron: 'cron-secret-c40n', ops: 'ops-secret-0p5' } as const;
 const AS = {
@@ -79,7 +80,7 @@ function alertmanagerPayload(alerts: Array<{ status: 'firing' | 'resolved'; labe
 }
 
 describe('used-by flows: live state, rollback, monitor hooks, promotion', () => {
-  let deployer: FlowDeployer;
+  let deployer: RunningDeployer;
   let namespace: string;
   let image: string;
   let svc: Awaited<ReturnType<typeof serviceRepo>>;
@@ -112,17 +113,17 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     const repository = `team/flows-${Date.now().toString(36)}`;
     image = `${registry}/${repository}`;
     svc = await serviceRepo('shop', [
-      { files: { 'kubernetes/deployment.yaml': deploymentYaml('shop', image), 'kubernetes/config.yaml': configMapYaml('shop', 'one') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('shop', 'two') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('shop', 'three') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('shop', 'four') } },
+      { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'shop', image, replicas: 2, port: false }), 'kubernetes/config.yaml': configMapYaml('shop-config', { value: 'one' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('shop-config', { value: 'two' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('shop-config', { value: 'three' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('shop-config', { value: 'four' }) } },
     ]);
     shas = svc.repo.shas;
     for (const sha of shas) {
       digests[sha] = (await pushImage({ host: registry, repository, tag: `main-${short(sha)}` })).digest;
     }
     other = 'elsewhere';
-    deployer = await startFlowDeployer(
+    deployer = await startDeployer(
       {
         tokens: {
           ci: { secret: { value: SECRETS.ci }, services: [svc.name], actions: ['read', 'deploy', 'canary'] },
@@ -135,6 +136,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
           [svc.name]: { repository: svc.repository, namespace },
           [other]: { repository: svc.repository, namespace },
         },
+        versions: { registryWaitSeconds: 0 },
       },
       { identity: 'flows-test' },
     );
@@ -293,10 +295,11 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     const kube = ground('kube');
     const kubeconfig = join(kube.dir, `${uniqueName('nowhere')}.kubeconfig`);
     writeFileSync(kubeconfig, tokenKubeconfig({ server: `https://127.0.0.1:${await freePort()}`, caFile: kube.caFile, user: 'admin', token: kube.adminToken }));
-    const cut = await startFlowDeployer({
+    const cut = await startDeployer({
       kubernetes: { kubeconfig },
       tokens: { monitor: { secret: { value: SECRETS.monitor }, actions: ['rollback'] } },
       services: { [svc.name]: { repository: svc.repository, namespace } },
+      versions: { registryWaitSeconds: 0 },
     });
     try {
       const answer = await send(`${cut.url}/hooks/alertmanager`, {

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, kubeRequest } from '../env/kube-helpers.js';
 import { pushImage } from '../env/registry-helpers.js';
-import { configMapYaml, deploymentYaml, send, startFlowDeployer, type FlowDeployer } from './flows-setup.js';
-import { basic, memoryLogger, serviceRepo } from './setup.js';
+import { configMapYaml, deploymentYaml } from '../env/manifests.js';
+import { send } from './flows-setup.js';
+import { basic, memoryLogger, serviceRepo, startDeployer, type RunningDeployer } from './setup.js';
 
 const SECRET = 'ci-secret-1ea5e';
 const auth = basic('ci', SECRET);
@@ -33,9 +34,9 @@ async function leaseSpec(namespace: string, name: string): Promise<Record<string
 describe('the deploy lock across deployer replicas (Lease)', () => {
   const memory = memoryLogger();
   const logs: Line[] = memory.logs;
-  let a: FlowDeployer;
-  let b: FlowDeployer;
-  let impatient: FlowDeployer;
+  let a: RunningDeployer;
+  let b: RunningDeployer;
+  let impatient: RunningDeployer;
   let svc: Awaited<ReturnType<typeof serviceRepo>>;
   const namespaces: Record<'hammer' | 'killed' | 'stalled' | 'busy', string> = { hammer: '', killed: '', stalled: '', busy: '' };
   const names = (kind: keyof typeof namespaces): string => `${svc.name}-${kind}`;
@@ -45,10 +46,10 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     const registry = ground('registry').anonymous;
     const repository = `team/lease-${Date.now().toString(36)}`;
     svc = await serviceRepo('locked', [
-      { files: { 'kubernetes/deployment.yaml': deploymentYaml('web', `${registry}/${repository}`, 1) } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('web', 'two') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('web', 'three') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('web', 'four') } },
+      { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'web', image: `${registry}/${repository}`, port: false }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('web-config', { value: 'two' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('web-config', { value: 'three' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('web-config', { value: 'four' }) } },
     ]);
     tags = svc.repo.shas.map((sha) => `main-${short(sha)}`);
     for (const tag of tags) await pushImage({ host: registry, repository, tag });
@@ -56,11 +57,11 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     const services = Object.fromEntries(
       (Object.keys(namespaces) as Array<keyof typeof namespaces>).map((kind) => [names(kind), { repository: svc.repository, namespace: namespaces[kind] }]),
     );
-    const raw = { tokens: { ci: { secret: { value: SECRET } } }, services };
+    const raw = { tokens: { ci: { secret: { value: SECRET } } }, services, versions: { registryWaitSeconds: 0 } };
     // Two replicas: separate engines, caches and in-process queues, one apiserver; one log, in the order of events.
-    a = await startFlowDeployer(raw, { identity: 'deployer-a', logger: memory.logger.child({ replica: 'a' }), logs });
-    b = await startFlowDeployer(raw, { identity: 'deployer-b', logger: memory.logger.child({ replica: 'b' }), logs });
-    impatient = await startFlowDeployer({ ...raw, deploy: { lockWaitSeconds: 1 } }, { identity: 'deployer-c' });
+    a = await startDeployer(raw, { identity: 'deployer-a', log: { ...memory, logger: memory.logger.child({ replica: 'a' }) } });
+    b = await startDeployer(raw, { identity: 'deployer-b', log: { ...memory, logger: memory.logger.child({ replica: 'b' }) } });
+    impatient = await startDeployer({ ...raw, deploy: { lockWaitSeconds: 1 } }, { identity: 'deployer-c' });
   });
 
   afterAll(async () => {

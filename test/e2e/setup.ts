@@ -1,17 +1,20 @@
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { createEngine } from '../../src/deploy/create.js';
+import { createDeployer } from '../../src/deploy/create.js';
+import { READY_CHECK_TIMEOUT_MS } from '../../src/http/ops-routes.js';
+import { KubeClient } from '../../src/kube/client.js';
+import { Metrics } from '../../src/report/metrics.js';
 import { ground } from '../env/ground.js';
 import { createRepo, type FixtureCommit, type FixtureRepo } from '../env/git-fixtures.js';
 import { uniqueName } from '../env/kube-helpers.js';
 
-/** A deployer on a real port, with the real adapters pointed at the test ground, and its log lines. */
+/** A deployer on a real port, wired as main.ts wires it, with the real adapters pointed at the test ground, and its log lines. */
 export interface RunningDeployer {
   url: string;
   config: Config;
@@ -35,10 +38,28 @@ export function memoryLogger(): { logger: Logger; logs: Array<Record<string, unk
   return { logger: pino({ level: 'debug' }, stream), logs, text: () => text };
 }
 
-/** Starts a deployer with `raw` config merged over defaults for the ground (kubeconfig, registry, cache). */
-export async function startDeployer(raw: Record<string, unknown>, env: Record<string, string> = {}): Promise<RunningDeployer> {
+/** What a test may set besides the configuration. */
+export interface DeployerOptions {
+  /** The environment the configuration is read with (DEPLOYER_AUTH_TOKEN and the like). */
+  env?: Record<string, string>;
+  /** Who holds its deploy leases, as POD_NAME names a replica. */
+  identity?: string;
+  /**
+   * Where it logs: by default a log of its own. Several deployers given one memoryLogger (or child loggers of it)
+   * write one log, in the order things happened, since they all run in this process.
+   */
+  log?: ReturnType<typeof memoryLogger>;
+}
+
+/**
+ * Starts a deployer wired as main.ts wires it (engine and flows from createDeployer, metrics, the readiness check of
+ * the apiserver), with `raw` config merged over defaults for the ground (kubeconfig, registries, a fresh cache
+ * directory, which close() removes).
+ */
+export async function startDeployer(raw: Record<string, unknown>, options: DeployerOptions = {}): Promise<RunningDeployer> {
   const kube = ground('kube');
   const registry = ground('registry');
+  const ownCache = raw['cache'] === undefined ? mkdtempSync(join(tmpdir(), 'deployer-cache-')) : undefined;
   const config = parseConfig(
     {
       kubernetes: { kubeconfig: kube.adminKubeconfig },
@@ -46,17 +67,34 @@ export async function startDeployer(raw: Record<string, unknown>, env: Record<st
         [registry.anonymous]: { insecure: true },
         [registry.basic.host]: { insecure: true, username: registry.basic.username, password: { value: registry.basic.password } },
       },
-      cache: { dir: mkdtempSync(join(tmpdir(), 'deployer-cache-')) },
+      ...(ownCache === undefined ? {} : { cache: { dir: ownCache } }),
       ...raw,
     },
-    env,
+    options.env ?? {},
   );
-  const { logger, logs, text } = memoryLogger();
-  const engine = createEngine({ config, logger, version: 'test' });
-  const app = buildApp({ config, logger, engine, version: 'test' });
+  const { logger, logs, text } = options.log ?? memoryLogger();
+  const version = 'test';
+  const metrics = new Metrics();
+  const { engine, flows } = createDeployer({ config, logger, version, metrics, identity: options.identity });
+  const apiserver = new KubeClient({
+    kubeconfig: config.kubernetes.kubeconfig,
+    fieldManager: config.kubernetes.fieldManager,
+    logger,
+    timeoutMs: READY_CHECK_TIMEOUT_MS,
+  });
+  const app = buildApp({ config, logger, engine, flows, version, metrics, apiserver });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, config, logs, logText: text, close: () => app.close() };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    config,
+    logs,
+    logText: text,
+    close: async () => {
+      await app.close();
+      if (ownCache !== undefined) rmSync(ownCache, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A service repository on the git ground; returns the config block for it. */

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ground } from '../env/ground.js';
 import { createNamespace, markDeploymentReady, setPodsWaiting } from '../env/kube-helpers.js';
 import { pushImage } from '../env/registry-helpers.js';
-import { configMapYaml, deploymentYaml, send, startFlowDeployer, waitForTag, type FlowDeployer } from './flows-setup.js';
-import { basic, serviceRepo } from './setup.js';
+import { configMapYaml, deploymentYaml } from '../env/manifests.js';
+import { send, waitForTag } from './flows-setup.js';
+import { basic, serviceRepo, startDeployer, type RunningDeployer } from './setup.js';
 
 const SECRET = 'ops-secret-ver0ict';
 const auth = basic('ops', SECRET);
@@ -17,7 +18,7 @@ interface VerdictView {
 }
 
 describe('rollout verdict: wait= on deploy, canary, rollback and promote', () => {
-  let deployer: FlowDeployer;
+  let deployer: RunningDeployer;
   let namespace: string;
   let svc: Awaited<ReturnType<typeof serviceRepo>>;
   let shas: string[] = [];
@@ -29,16 +30,17 @@ describe('rollout verdict: wait= on deploy, canary, rollback and promote', () =>
     namespace = await createNamespace('verdict');
     const repository = `team/verdict-${Date.now().toString(36)}`;
     svc = await serviceRepo('rollout', [
-      { files: { 'kubernetes/deployment.yaml': deploymentYaml('api', `${registry}/${repository}`) } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('api', 'two') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('api', 'three') } },
-      { files: { 'kubernetes/config.yaml': configMapYaml('api', 'four') } },
+      { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'api', image: `${registry}/${repository}`, replicas: 2, port: false }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('api-config', { value: 'two' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('api-config', { value: 'three' }) } },
+      { files: { 'kubernetes/config.yaml': configMapYaml('api-config', { value: 'four' }) } },
     ]);
     shas = svc.repo.shas;
     for (const sha of shas) await pushImage({ host: registry, repository, tag: `main-${short(sha)}` });
-    deployer = await startFlowDeployer({
+    deployer = await startDeployer({
       tokens: { ops: { secret: { value: SECRET } } },
       services: { [svc.name]: { repository: svc.repository, namespace } },
+      versions: { registryWaitSeconds: 0 },
     });
   });
 

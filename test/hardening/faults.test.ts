@@ -10,6 +10,7 @@ import { startGitServer } from '../env/git-server.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, uniqueName } from '../env/kube-helpers.js';
 import { tokenKubeconfig } from '../env/kube-plane.js';
+import { serviceManifests } from '../env/manifests.js';
 import { freePort } from '../env/processes.js';
 import { deleteTag, pushImage, startFrontServer, type FrontServer } from '../env/registry-helpers.js';
 import { basic, call, serviceRepo, startDeployer, type Answer, type RunningDeployer } from '../e2e/setup.js';
@@ -35,31 +36,6 @@ const scratchDir = (prefix: string): string => {
   scratch.push(dir);
   return dir;
 };
-
-function manifests(name: string, image: string, value: string): Record<string, string> {
-  return {
-    'kubernetes/config.yaml': `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}-config\ndata:\n  value: "${value}"\n`,
-    'kubernetes/service.yaml': `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  selector: { app: ${name} }\n  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]\n`,
-    'kubernetes/deployment.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${name}
-  labels: { app: ${name} }
-spec:
-  replicas: 1
-  selector:
-    matchLabels: { app: ${name} }
-  template:
-    metadata:
-      labels: { app: ${name} }
-    spec:
-      containers:
-        - name: app
-          image: ${image}
-          ports: [{ containerPort: 8080, protocol: TCP }]
-`,
-  };
-}
 
 const tokens = { ci: { secret: { value: CI_SECRET }, services: ['*'], actions: ['read', 'deploy', 'canary'] } };
 
@@ -88,7 +64,7 @@ async function deployedImage(namespace: string, name: string): Promise<string | 
 async function versionedService(prefix: string, count: number, registry = ground('registry').anonymous) {
   const imageRepo = `hardening/${uniqueName(prefix)}`;
   const image = `${registry}/${imageRepo}`;
-  const repo = await serviceRepo(prefix, Array.from({ length: count }, (_, i) => ({ files: manifests(prefix, image, `v${i + 1}`) })));
+  const repo = await serviceRepo(prefix, Array.from({ length: count }, (_, i) => ({ files: serviceManifests({ name: prefix, image, value: `v${i + 1}` }) })));
   const digests: string[] = [];
   for (const sha of repo.repo.shas) {
     digests.push((await pushImage({ host: registry, repository: imageRepo, tag: `main-${short(sha)}` })).digest);
@@ -188,7 +164,7 @@ describe('git server faults', () => {
     name = uniqueName('gitsvc');
     const registry = ground('registry').anonymous;
     image = `${registry}/hardening/${name}`;
-    const repo = await createRepo(root, name, [{ files: manifests('gitsvc', image, 'v1') }]);
+    const repo = await createRepo(root, name, [{ files: serviceManifests({ name: 'gitsvc', image, value: 'v1' }) }]);
     shas = [...repo.shas];
     cacheDir = scratchDir('hardening-cache-');
     deployer = await startDeployer({
@@ -217,7 +193,7 @@ describe('git server faults', () => {
     expect(first.status, JSON.stringify(first.body)).toBe(200);
 
     // A commit the cache has never seen, pushed while the server is going down.
-    const c2 = await addCommit(root, name, manifests('gitsvc', image, 'v2'));
+    const c2 = await addCommit(root, name, serviceManifests({ name: 'gitsvc', image, value: 'v2' }));
     await pushImage({ host: ground('registry').anonymous, repository: `hardening/${name}`, tag: `main-${short(c2)}` });
     await stopGit?.();
     stopGit = undefined;
@@ -342,8 +318,8 @@ describe('registry faults', () => {
       }),
     };
     real = await versionedService('reg', 1);
-    const failing = await serviceRepo('regfail', [{ files: manifests('regfail', `${fronts.failing.host}/hardening/fail`, 'v1') }]);
-    const hanging = await serviceRepo('reghang', [{ files: manifests('reghang', `${fronts.hanging.host}/hardening/hang`, 'v1') }]);
+    const failing = await serviceRepo('regfail', [{ files: serviceManifests({ name: 'regfail', image: `${fronts.failing.host}/hardening/fail`, value: 'v1' }) }]);
+    const hanging = await serviceRepo('reghang', [{ files: serviceManifests({ name: 'reghang', image: `${fronts.hanging.host}/hardening/hang`, value: 'v1' }) }]);
     Object.assign(services, { failing: failing.name, hanging: hanging.name });
     deployer = await startDeployer({
       tokens,

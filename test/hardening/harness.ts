@@ -4,11 +4,15 @@ import type { Answer } from '../e2e/setup.js';
 
 /**
  * Shared pieces of the hardening suite: what "nothing was applied" means (the namespace's Deployments, ConfigMaps
- * and Services, each with its resourceVersion, are the same after as before) and a scanner that collects everything
+ * and Services, each at the same version, are the same after as before) and a scanner that collects everything
  * the deployer said during a file (logs, answers, reports) to look for secrets in it at the end.
  */
 
-/** Every Deployment, ConfigMap and Service of `namespace` as `Kind/name@resourceVersion`, sorted. */
+/**
+ * Every Deployment, ConfigMap and Service of `namespace` as `Kind/name@version`, sorted. A Deployment's version is
+ * its `generation`, which only a change of its spec moves: the controller manager keeps writing its status (and so
+ * its resourceVersion) for a while after a deploy, and that is not the deployer applying anything.
+ */
 export async function snapshot(namespace: string): Promise<string[]> {
   const { apps, core } = adminClient();
   const [deployments, configMaps, services] = await Promise.all([
@@ -19,7 +23,7 @@ export async function snapshot(namespace: string): Promise<string[]> {
   const line = (kind: string) => (o: { metadata?: { name?: string; resourceVersion?: string } }) =>
     `${kind}/${o.metadata?.name ?? ''}@${o.metadata?.resourceVersion ?? ''}`;
   return [
-    ...deployments.items.map(line('Deployment')),
+    ...deployments.items.map((d) => `Deployment/${d.metadata?.name ?? ''}@generation-${d.metadata?.generation ?? ''}`),
     ...configMaps.items.map(line('ConfigMap')),
     ...services.items.map(line('Service')),
   ].sort();

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { ground } from '../env/ground.js';
 import { createNamespace } from '../env/kube-helpers.js';
+import { configMapYaml, deploymentYaml, serviceYaml } from '../env/manifests.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { basic, call, serviceRepo, startDeployer, type Answer, type RunningDeployer } from '../e2e/setup.js';
 import { git, type FixtureFile } from '../env/git-fixtures.js';
@@ -16,40 +17,8 @@ const CI_SECRET = 'ci-secret-hostile-0123456789';
 const OPS_SECRET = 'ops-secret-hostile-9876543210';
 const TAG = 'release-candidate';
 
-function deployment(name: string, image: string, labels = `app: ${name}`): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${name}
-  labels: { ${labels} }
-spec:
-  replicas: 1
-  selector:
-    matchLabels: { app: ${name} }
-  template:
-    metadata:
-      labels: { app: ${name} }
-    spec:
-      containers:
-        - name: app
-          image: ${image}
-          ports: [{ containerPort: 8080, protocol: TCP }]
-`;
-}
-
-function service(name: string): string {
-  return `apiVersion: v1
-kind: Service
-metadata:
-  name: ${name}
-spec:
-  selector: { app: ${name} }
-  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
-`;
-}
-
-const configMap = (name: string, extra = ''): string =>
-  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n${extra}data:\n  a: "1"\n`;
+/** A valid ConfigMap `name`, the harmless part of a hostile repository. */
+const configMap = (name: string): string => configMapYaml(name, { a: '1' });
 
 function aliasBomb(): string {
   const lines = ['apiVersion: v1', 'kind: ConfigMap', 'metadata: { name: bomb }', 'x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
@@ -98,10 +67,10 @@ const MANIFEST_CASES: readonly ManifestCase[] = [
     'kubernetes/crb.yaml': 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: { name: takeover }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin }\nsubjects: [{ kind: ServiceAccount, name: default, namespace: default }]\n',
   }), 422, /cluster-scoped ClusterRoleBinding is not allowed/],
   ['cluster-scoped Namespace', () => ({ 'kubernetes/ns.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata: { name: hostile-ns }\n' }), 422, /cluster-scoped Namespace is not allowed/],
-  ['foreign namespace', () => ({ 'kubernetes/cm.yaml': configMap('foreign', '').replace('metadata:\n', 'metadata:\n  namespace: kube-system\n') }), 422, /namespace kube-system is not allowed/],
-  ['a Deployment named like another service\'s', (image) => ({ 'kubernetes/0-deployment.yaml': deployment('web', image) }), 409, /Deployment \\"web\\" belongs to service web-[0-9a-f]+; service h-[0-9a-f]+ may not change it/],
-  ['a Service named like another service\'s', () => ({ 'kubernetes/service.yaml': service('web') }), 409, /Service \\"web\\" belongs to service web-[0-9a-f]+; service h-[0-9a-f]+ may not change it/],
-  ['a label value over 63 characters', () => ({ 'kubernetes/cm.yaml': configMap('longlabel', `  labels: { team: ${'x'.repeat(64)} }\n`).replace(/data:/, 'data:') }), 422, /nothing was applied/],
+  ['foreign namespace', () => ({ 'kubernetes/cm.yaml': configMap('foreign').replace('metadata:\n', 'metadata:\n  namespace: kube-system\n') }), 422, /namespace kube-system is not allowed/],
+  ['a Deployment named like another service\'s', (image) => ({ 'kubernetes/0-deployment.yaml': deploymentYaml({ name: 'web', image }) }), 409, /Deployment \\"web\\" belongs to service web-[0-9a-f]+; service h-[0-9a-f]+ may not change it/],
+  ['a Service named like another service\'s', () => ({ 'kubernetes/service.yaml': serviceYaml('web') }), 409, /Service \\"web\\" belongs to service web-[0-9a-f]+; service h-[0-9a-f]+ may not change it/],
+  ['a label value over 63 characters', () => ({ 'kubernetes/cm.yaml': configMap('longlabel').replace('metadata:\n', `metadata:\n  labels: { team: ${'x'.repeat(64)} }\n`) }), 422, /nothing was applied/],
 ];
 
 /** Cases against a good service, with the answer they must get; the body is a form unless `raw` says otherwise. */
@@ -193,7 +162,7 @@ async function craftedCommit(repoPath: string, image: string, entry: string, nam
   const blob = (content: string): Promise<string> => git(['hash-object', '-w', '--stdin'], { cwd: repoPath, input: content }).then((s) => s.trim());
   const tree = (lines: string[]): Promise<string> => git(['mktree'], { cwd: repoPath, input: `${lines.join('\n')}\n` }).then((s) => s.trim());
   const evil = await blob(configMap('traversal'));
-  const good = await blob(deployment(name, image));
+  const good = await blob(deploymentYaml({ name: name, image }));
   const inner = await tree([`100644 blob ${evil}\tevil.yaml`]);
   const manifestsTree = await tree([`100644 blob ${good}\t0-deployment.yaml`, `040000 tree ${inner}\t${entry}`]);
   const root = await tree([`040000 tree ${manifestsTree}\tkubernetes`, `100644 blob ${evil}\tevil.yaml`]);
@@ -218,13 +187,13 @@ describe('hostile input end to end', () => {
     namespace = await createNamespace('hostile');
     const image = `${registry}/hardening/hostile-${Date.now().toString(36)}`;
     await pushImage({ host: registry, repository: image.slice(registry.length + 1), tag: TAG });
-    web = await serviceRepo('web', [{ files: { 'kubernetes/deployment.yaml': deployment('web', image), 'kubernetes/service.yaml': service('web'), 'kubernetes/config.yaml': configMap('web-config') } }]);
+    web = await serviceRepo('web', [{ files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'web', image }), 'kubernetes/service.yaml': serviceYaml('web'), 'kubernetes/config.yaml': configMap('web-config') } }]);
     const repos = await Promise.all(
       MANIFEST_CASES.map(async ([name, files], i) => {
         // Every hostile repository also holds a good Deployment, so the version resolves and only the hostile part is at fault.
         const own = files(image);
         // Each its own Deployment name: two services may not write the same object.
-        const good: Record<string, FixtureFile> = 'kubernetes' in own ? {} : { 'kubernetes/0-deployment.yaml': deployment(`h${i}`, image) };
+        const good: Record<string, FixtureFile> = 'kubernetes' in own ? {} : { 'kubernetes/0-deployment.yaml': deploymentYaml({ name: `h${i}`, image }) };
         const repo = await serviceRepo('h', [{ files: { ...good, ...own } }]);
         hostile.set(name, repo.name);
         return repo;

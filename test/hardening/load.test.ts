@@ -119,7 +119,7 @@ describe('bounded load on GET / and GET /:service', () => {
     // Memory is given back lazily (V8 shrinks its heap after idle GCs): poll for a while before judging.
     const limit = start * 1.2;
     let end = rssOf(pid);
-    for (let i = 0; i < 50 && end > limit; i++) {
+    for (let i = 0; i < 150 && end > limit; i++) {
       await new Promise((r) => setTimeout(r, 200));
       end = rssOf(pid);
     }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCaptureServer, type CaptureServer } from '../env/capture-server.js';
 import { ground } from '../env/ground.js';
 import { createNamespace } from '../env/kube-helpers.js';
+import { deploymentYaml } from '../env/manifests.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { basic, call, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
 import { Captured } from './harness.js';
@@ -19,22 +20,6 @@ const SLACK_PATH = '/services/T000/B000/SECRETSSLACKPATH';
 const WRONG_GIT = 'wrong-git-password-5555aaaa';
 const WRONG_REGISTRY = 'wrong-registry-password-7777bbbb';
 const TAG = 'v1';
-
-function manifests(name: string, image: string): Record<string, string> {
-  return {
-    'kubernetes/deployment.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata: { name: ${name}, labels: { app: ${name} } }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: ${name} } }
-  template:
-    metadata: { labels: { app: ${name} } }
-    spec:
-      containers: [{ name: app, image: ${image}, ports: [{ containerPort: 8080, protocol: TCP }] }]
-`,
-  };
-}
 
 describe('secrets never appear', () => {
   const captured = new Captured();
@@ -56,9 +41,9 @@ describe('secrets never appear', () => {
     const image = `${registry.host}/${imageRepo}`;
     await pushImage({ host: registry.host, repository: imageRepo, tag: TAG, auth: { username: registry.username, password: registry.password } });
 
-    const onBasic = await serviceRepo('basicreg', [{ files: manifests('basicreg', image) }]);
-    const embedded = await serviceRepo('embedded', [{ files: manifests('embedded', image) }]);
-    const wrongGit = await serviceRepo('wronggit', [{ files: manifests('wronggit', image) }]);
+    const onBasic = await serviceRepo('basicreg', [{ files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'basicreg', image }) } }]);
+    const embedded = await serviceRepo('embedded', [{ files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'embedded', image }) } }]);
+    const wrongGit = await serviceRepo('wronggit', [{ files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'wronggit', image }) } }]);
     Object.assign(names, { basicRegistry: onBasic.name, embedded: embedded.name, wrongGit: wrongGit.name });
     const embeddedUrl = new URL(`${git.baseUrl}${embedded.repo.urlPath}`);
     embeddedUrl.username = git.username;

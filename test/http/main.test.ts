@@ -115,6 +115,8 @@ describe('main', () => {
         {
           host: '127.0.0.1',
           port,
+          // A connection of its own: no kept-alive socket of an earlier test's (dead) server is reused.
+          agent: false,
           method: 'PUT',
           path: '/api/deploy',
           headers: {

@@ -73,6 +73,22 @@ describe('GitSource against the git server', () => {
     g = ground('git');
   });
 
+  it('reads the manifests from a server whose pack has a bitmap index (as GitHub and GitLab keep them)', async () => {
+    const repo = await createRepo(g.root, 'src-bitmap', [
+      { files: { 'kubernetes/app.yaml': 'v: 1\n', 'src/main.c': 'int main;\n' } },
+      { files: { 'kubernetes/app.yaml': 'v: 2\n', 'kubernetes/extra.yml': 'e: 1\n' } },
+    ]);
+    await git(['repack', '-a', '-d', '-q', '--write-bitmap-index'], { cwd: repo.path });
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+
+    const sha = await source.resolve(svc, 'main');
+    const files = await source.filesAt(svc, sha);
+
+    expect(text(files)).toEqual({ 'kubernetes/app.yaml': 'v: 2\n', 'kubernetes/extra.yml': 'e: 1\n' });
+    expect(text(await source.filesAt(svc, repo.shas[0] as string))).toEqual({ 'kubernetes/app.yaml': 'v: 1\n' });
+  });
+
   it('clones on the first resolve, and a later deploy only fetches the new commit into the same cache', async () => {
     const repo = await createRepo(g.root, 'src-fetch', [
       { files: { 'kubernetes/app.yaml': 'v: 1\n', 'src/main.c': 'int main;\n' } },
@@ -104,11 +120,12 @@ describe('GitSource against the git server', () => {
     expect(text(nextFiles)).toEqual({ 'kubernetes/app.yaml': 'v: 3\n' });
     expect(cachedRepos(cacheDir)).toEqual([cache]);
     expect(readFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'utf8')).toBe('still the same cache');
-    // First: the commit with its history, without blobs and with no "have"; then the manifests' blob.
+    // First: the commit with its history, without blobs and with no "have"; then the manifests' blob, also
+    // without "have" lines (as git's own lazy fetch: a bitmap-serving server would subtract the wanted blob).
     const firstFetches = afterFirst.filter((r) => r.command === 'fetch');
     expect(firstFetches.map((r) => [r.filter, r.wants, r.haves > 0])).toEqual([
       ['blob:none', 1, false],
-      ['blob:none', 1, true],
+      ['blob:none', 1, false],
     ]);
     // Second deploy: one fetch of the new commit that names what the cache has, then one blob.
     const newFetches = newRequests.filter((r) => r.command === 'fetch');
@@ -116,6 +133,7 @@ describe('GitSource against the git server', () => {
     expect(newFetches[0]?.haves).toBeGreaterThan(0);
     expect(newFetches[0]?.bytesOut).toBeLessThan(firstFetches[0]?.bytesOut ?? 0);
     expect(newFetches[1]?.wants).toBe(1);
+    expect(newFetches[1]?.haves).toBe(0);
   });
 
   it('reads two commits of one repository at the same time, each with its own files', async () => {

@@ -113,45 +113,6 @@ export async function serviceAccountKubeconfig(namespace: string, name: string):
   return { kubeconfig, token };
 }
 
-/** A small service's manifests: a Deployment of an untagged image, a Service and a ConfigMap. */
-export function sampleManifests(name: string, image: string, value = 'one'): Record<string, string> {
-  return {
-    'kubernetes/deployment.yaml': `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${name}
-  labels: { app: ${name} }
-spec:
-  replicas: 2
-  selector:
-    matchLabels: { app: ${name} }
-  template:
-    metadata:
-      labels: { app: ${name} }
-    spec:
-      containers:
-        - name: app
-          image: ${image}
-          ports: [{ containerPort: 8080, protocol: TCP }]
-`,
-    'kubernetes/service.yaml': `apiVersion: v1
-kind: Service
-metadata:
-  name: ${name}
-spec:
-  selector: { app: ${name} }
-  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
-`,
-    'kubernetes/config.yaml': `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${name}-config
-data:
-  value: "${value}"
-`,
-  };
-}
-
 export const short = (sha: string): string => sha.slice(0, 7);
 
 export function basic(user: string, secret: string): string {

@@ -14,9 +14,10 @@ import type { DeployEvent, Notifier } from '../../src/report/types.js';
 import { createRepo } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
 import { createNamespace, createRestrictedIdentity, uniqueName } from '../env/kube-helpers.js';
+import { serviceManifests } from '../env/manifests.js';
 import { freePort } from '../env/processes.js';
 import { pushImage } from '../env/registry-helpers.js';
-import { basic, memoryLogger, sampleManifests, short, silentLogger } from './helpers.js';
+import { basic, memoryLogger, short, silentLogger } from './helpers.js';
 import { sampleValue, samplesOf } from './prometheus.js';
 
 const work = mkdtempSync(join(tmpdir(), 'ops-metrics-'));
@@ -296,7 +297,7 @@ describe('metrics of real deploys (HTTP → engine → git, registry, apiserver)
     const namespace = await createNamespace('ops-metrics');
     service = uniqueName('metered');
     const image = `${registry}/ops/${service}`;
-    const manifests = sampleManifests(service, image);
+    const manifests = serviceManifests({ name: service, image, replicas: 2 });
     const repo = await createRepo(git.root, service, [
       { files: manifests },
       // One line changed: one insertion, one deletion.
