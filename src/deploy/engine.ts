@@ -272,13 +272,26 @@ export class Engine implements DeployEngine {
     }
   }
 
+  /**
+   * Removes the canaries of the stable Deployments about to be applied: only those this service deployed (by the
+   * ownership annotation), so a Deployment that merely has the name `NAME-canary` is never deleted.
+   */
   async #deleteCanaries(service: ServiceConfig, objects: KubeObject[]): Promise<ObjectResult[]> {
+    const candidates: KubeObject[] = objects
+      .filter((o) => o.kind === 'Deployment')
+      .map((o) => ({
+        apiVersion: o.apiVersion,
+        kind: 'Deployment',
+        metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
+      }));
+    if (candidates.length === 0) return [];
+    const owners = await this.#deps.cluster.liveAnnotations(candidates, SERVICE_ANNOTATION);
     const byNamespace = new Map<string, string[]>();
-    for (const o of objects) {
-      if (o.kind !== 'Deployment') continue;
-      const ns = o.metadata.namespace ?? service.namespace;
-      byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), canaryName(o.metadata.name)]);
-    }
+    candidates.forEach((c, i) => {
+      if (owners[i] !== service.name) return;
+      const ns = c.metadata.namespace ?? service.namespace;
+      byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
+    });
     const results: ObjectResult[] = [];
     for (const [ns, names] of byNamespace) results.push(...(await this.#deps.cluster.deleteDeployments(ns, names)));
     return results;

@@ -224,6 +224,28 @@ subjects: [{ kind: ServiceAccount, name: default, namespace: ${namespace} }]
     await expect(kube().rbac.readClusterRoleBinding({ name: 'crb-takes-over' })).rejects.toThrow();
   });
 
+  it('a deploy removes only its own canary: a Deployment of another service named NAME-canary stays', async () => {
+    const [c1] = web.repo.shas as [string];
+    await kube().apps.createNamespacedDeployment({
+      namespace,
+      body: {
+        metadata: { name: 'web-canary', annotations: { 'deployer.io/service': 'someone-else' } },
+        spec: {
+          selector: { matchLabels: { app: 'other' } },
+          template: { metadata: { labels: { app: 'other' } }, spec: { containers: [{ name: 'c', image: 'other:1' }] } },
+        },
+      },
+    });
+
+    const answer = await call(`${deployer.url}/${web.name}/deploy`, { auth, form: { commit: c1 } });
+
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    const objects = answer.body['objects'] as Array<{ name: string; action: string }>;
+    expect(objects).not.toContainEqual(expect.objectContaining({ name: 'web-canary' }));
+    expect((await readDeployment('web-canary'))?.spec?.template.spec?.containers[0]?.image).toBe('other:1');
+    await kube().apps.deleteNamespacedDeployment({ name: 'web-canary', namespace });
+  });
+
   it('reports a failing CI deploy to Bugsnag and Slack once, and a failing depctl deploy to neither', async () => {
     const before = { bugsnag: bugsnag.requests.length, slack: slack.requests.length };
     const ci = await call(`${deployer.url}/${web.name}/deploy`, { auth, form: { commit: 'deadbeef' } });
