@@ -191,8 +191,14 @@ export class GitSource implements Source {
   // ---- resolving versions
 
   async #hasCommit(repo: Repo, sha: string): Promise<boolean> {
-    const out = await this.#local(repo, ['cat-file', '-e', '--end-of-options', `${sha}^{commit}`], { allowFail: true });
-    return out !== undefined;
+    // `--batch-check` rather than `cat-file -e`: it always prints a line, and simple-git waits 50 ms more after a
+    // process that printed nothing (cat-file -e cost ~55 ms instead of ~3 ms, twice per deploy). `sha` is a full SHA
+    // (parsed), so the line names nothing but that commit; a missing one prints "<name> missing".
+    const out = await this.#local(repo, ['cat-file', '--batch-check=%(objectname) %(objecttype)'], {
+      input: `${sha}^{commit}\n`,
+      allowFail: true,
+    });
+    return out?.trim() === `${sha} commit`;
   }
 
   async #ensureCommit(repo: Repo, sha: string): Promise<void> {
