@@ -3,6 +3,7 @@ import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addCommit, createRepo, repoPath, writeBigBlob, type FixtureFile, type FixtureRepo } from '../../test/env/git-fixtures.js';
+import { configMapYaml, deploymentYaml, serviceYaml } from '../../test/env/manifests.js';
 import { pushImage } from '../../test/env/registry-helpers.js';
 
 /**
@@ -11,53 +12,16 @@ import { pushImage } from '../../test/env/registry-helpers.js';
  * Ports say `protocol: TCP`: the 1.20 apiserver's server-side apply needs it in the list-map key.
  */
 
-export function deploymentYaml(name: string, image: string): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: ${name}
-  labels: { app: ${name} }
-spec:
-  replicas: 2
-  selector:
-    matchLabels: { app: ${name} }
-  template:
-    metadata:
-      labels: { app: ${name} }
-    spec:
-      containers:
-        - name: app
-          image: ${image}
-          ports: [{ containerPort: 8080, protocol: TCP }]
-`;
-}
-
-export function serviceYaml(name: string): string {
-  return `apiVersion: v1
-kind: Service
-metadata:
-  name: ${name}
-spec:
-  selector: { app: ${name} }
-  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
-`;
-}
-
-export function configMapYaml(name: string, value: string): string {
-  return `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${name}-config
-data:
-  value: "${value}"
-`;
+/** The ConfigMap the bench changes in every new commit: `NAME-config` with one `value`. */
+function configMap(name: string, value: string): string {
+  return configMapYaml(`${name}-config`, { value });
 }
 
 export function serviceFiles(name: string, image: string, value: string): Record<string, FixtureFile> {
   return {
-    'kubernetes/deployment.yaml': deploymentYaml(name, image),
+    'kubernetes/deployment.yaml': deploymentYaml({ name, image, replicas: 2 }),
     'kubernetes/service.yaml': serviceYaml(name),
-    'kubernetes/configmap.yaml': configMapYaml(name, value),
+    'kubernetes/configmap.yaml': configMap(name, value),
     'README.md': `the ${name} service\n`,
   };
 }
@@ -98,7 +62,7 @@ export async function newVersion(options: {
   value: string;
 }): Promise<string> {
   const sha = await addCommit(options.gitRoot, options.repo.name, {
-    'kubernetes/configmap.yaml': configMapYaml(options.objectName ?? options.repo.name, options.value),
+    'kubernetes/configmap.yaml': configMap(options.objectName ?? options.repo.name, options.value),
   });
   await pushImage({ host: options.registry, repository: options.repo.imageRepository, tag: tagOf(sha) });
   return sha;
@@ -137,10 +101,9 @@ export async function bigRepo(options: {
   if (repo === undefined) throw new Error('a big repository needs at least one commit');
   // The commit that replaced the large blob last, then a usual deploy commit on top that changes a manifest only.
   const blobCommit = repo.shas.at(-1) ?? '';
-  repo.shas.push(await addCommit(options.gitRoot, options.name, { 'kubernetes/configmap.yaml': configMapYaml('big', 'v1') }));
-  // One pack, as a served repository has, but without a bitmap index: git 2.39's upload-pack leaves explicitly
-  // wanted blobs out of a `--filter=blob:none` fetch when it answers from a bitmap, which breaks the deployer's
-  // fetch of the manifests' blobs (reported separately; the bench measures the deployer, not that bug).
+  repo.shas.push(await addCommit(options.gitRoot, options.name, { 'kubernetes/configmap.yaml': configMap('big', 'v1') }));
+  // One pack, as a served repository has; no bitmap index, so the figures stay comparable with earlier runs (the
+  // deployer handles bitmap-serving servers: test/integration/git-source.test.ts).
   await run('git', ['-c', 'repack.writeBitmaps=false', 'repack', '-a', '-d', '-q', '--window=0'], {
     cwd: repo.path,
     env: { PATH: process.env['PATH'], HOME: tmpdir(), GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' },
