@@ -12,13 +12,40 @@ const confined = [
 ];
 
 /**
+ * Who may import whom (README "Architecture"): the adapters and src/core never import the domain (src/deploy) or the
+ * HTTP API (src/http); the domain never imports the HTTP API. Only src/wire.ts, src/app.ts and src/main.ts see all.
+ */
+const layers = [
+  { folders: ['src/core'], banned: ['deploy', 'http', 'kube', 'source', 'registry', 'report', 'cli'] },
+  { folders: ['src/config', 'src/kube', 'src/source', 'src/registry', 'src/report'], banned: ['deploy', 'http', 'cli'] },
+  { folders: ['src/deploy'], banned: ['http', 'cli'] },
+];
+
+/**
+ * @param {string} folder
+ * @returns {{ group: string[], message: string }[]}
+ */
+function layerPatterns(folder) {
+  const layer = layers.find((l) => l.folders.includes(folder));
+  if (layer === undefined) return [];
+  return layer.banned.map((banned) => ({
+    group: [`**/${banned}/*`, `../${banned}/*`],
+    message: `${folder} may not import src/${banned} (layering: see README "Architecture")`,
+  }));
+}
+
+/**
  * @param {string[]} files
  * @param {(c: { name: string, folder: string }) => boolean} banned
+ * @param {string} [folder]
  */
-function restrictImports(files, banned) {
+function restrictImports(files, banned, folder) {
   const paths = confined.filter(banned).map(({ name, folder }) => ({ name, message: `only ${folder} may import ${name}` }));
-  return { files, rules: { 'no-restricted-imports': ['error', { paths }] } };
+  const patterns = folder === undefined ? [] : layerPatterns(folder);
+  return { files, rules: { 'no-restricted-imports': ['error', { paths, patterns }] } };
 }
+
+const folders = [...new Set([...confined.map((c) => c.folder), ...layers.flatMap((l) => l.folders)])];
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/'] },
@@ -38,10 +65,8 @@ export default tseslint.config(
   },
   // src/: each library only in its own folder; a file's folder config comes last, so it wins.
   restrictImports(['src/**/*.ts'], () => true),
-  ...[...new Set(confined.map((c) => c.folder))].map((folder) =>
-    restrictImports([`${folder}/**/*.ts`], (c) => c.folder !== folder),
-  ),
-  restrictImports(['src/app.ts', 'src/main.ts'], (c) => c.name !== 'fastify'),
+  ...folders.map((folder) => restrictImports([`${folder}/**/*.ts`], (c) => c.folder !== folder, folder)),
+  restrictImports(['src/app.ts', 'src/main.ts', 'src/wire.ts'], (c) => c.name !== 'fastify'),
   {
     files: ['src/**/*.ts'],
     rules: {

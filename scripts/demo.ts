@@ -14,11 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { buildApp } from '../src/app.js';
 import { parseConfig } from '../src/config/load.js';
-import { createDeployer } from '../src/deploy/create.js';
-import { KubeClient } from '../src/kube/client.js';
-import { Metrics } from '../src/report/metrics.js';
+import { wire } from '../src/wire.js';
 import { createRepo } from '../test/env/git-fixtures.js';
 import { startGitServer } from '../test/env/git-server.js';
 import type { Started } from '../test/env/global-setup.js';
@@ -111,8 +108,6 @@ async function main(): Promise<void> {
     ]);
     if (stopping) return;
     const logger = pino({ level: 'info', base: { app: 'deployer' } }, pino.destination({ dest: join(logsDir, 'deployer.log'), sync: true }));
-    const admin = new KubeClient({ kubeconfig: kube.info.adminKubeconfig, fieldManager: 'demo', logger });
-    await admin.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }]);
 
     say(`demo: creating the repository ${SERVICE}.git with three commits and pushing an image tag for each`);
     const registry = registries.info.anonymous;
@@ -148,9 +143,8 @@ async function main(): Promise<void> {
     // JSON is YAML; the secrets are inline, which is for demos only.
     writeFileSync(configFile, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
     const config = parseConfig(raw, {});
-    const metrics = new Metrics();
-    const { engine, flows } = createDeployer({ config, logger, version: 'demo', metrics, identity: 'demo' });
-    const app = buildApp({ config, logger, engine, flows, version: 'demo', metrics, apiserver: admin });
+    const { app, kube: cluster } = wire({ config, logger, version: 'demo', identity: 'demo' });
+    await cluster.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } }]);
     closeApp = () => app.close();
     const address = await app.listen({ host: config.listen.host, port: config.listen.port });
     if (stopping) return;

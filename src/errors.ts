@@ -70,8 +70,3 @@ export class UpstreamError extends DeployerError {
     if (options?.status !== undefined) this.status = options.status;
   }
 }
-
-/** 501: a feature that is configured but not built. */
-export class NotImplementedError extends DeployerError {
-  override readonly status = 501;
-}

@@ -1,11 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
-import { createDeployer } from './deploy/create.js';
-import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
-import { KubeClient } from './kube/client.js';
-import { Metrics } from './report/metrics.js';
+import { wire } from './wire.js';
 
 /** The deployer's version: package.json sits one level above both src/main.ts and dist/main.js. */
 function readVersion(): string {
@@ -30,16 +26,16 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { app: 'deployer' } });
   const log = logger.child({ module: 'main' });
   const version = readVersion();
-  const metrics = new Metrics();
-  const { engine, flows } = createDeployer({ config, logger, version, metrics });
-  // A client of its own for the readiness probe: a short timeout, and its pings are not deploy calls in the metrics.
-  const apiserver = new KubeClient({
-    kubeconfig: config.kubernetes.kubeconfig,
-    fieldManager: config.kubernetes.fieldManager,
-    logger,
-    timeoutMs: READY_CHECK_TIMEOUT_MS,
-  });
-  const app = buildApp({ config, logger, engine, flows, version, metrics, apiserver });
+  let wired: ReturnType<typeof wire>;
+  try {
+    wired = wire({ config, logger, version });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`deployer: ${err.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const { app } = wired;
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals): void => {

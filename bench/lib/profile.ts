@@ -2,21 +2,17 @@ import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { basename } from 'node:path';
 import { pino } from 'pino';
 import type { Config, ServiceConfig } from '../../src/config/load.js';
-import { Engine } from '../../src/deploy/engine.js';
-import { KubeClient } from '../../src/kube/client.js';
-import { RegistryClient } from '../../src/registry/client.js';
-import { createNotifier } from '../../src/report/notifier.js';
-import { createSource } from '../../src/source/index.js';
+import type { Metrics } from '../../src/report/metrics.js';
+import { wire, type Wired } from '../../src/wire.js';
 import { since } from './stats.js';
 
 /**
- * Where a deploy's time goes: the deploy engine in this process, built like `createEngine` builds it, with every
- * adapter call timed (a Proxy around each adapter). Steps are named `adapter.method`; calls of one step within one
- * deploy are summed. Used to say what dominates a missed target, not for the headline figures (those go through
+ * Where a deploy's time goes: the deployer in this process, built by src/wire.ts, whose adapter calls are timed into
+ * its metrics at the boundary. Steps are named `adapter.method`; calls of one step within one deploy are summed. Used to say what dominates a missed target, not for the headline figures (those go through
  * HTTP to the deployer's own process).
  */
 export interface StepProfile {
-  /** Engine time of the deploy (inside `run`). */
+  /** Time of the deploy in the domain (inside `Deployer.deploy`). */
   totalMs: number;
   /** Summed milliseconds per step. */
   steps: Record<string, number>;
@@ -52,64 +48,56 @@ async function countingProcesses<T>(counts: Record<string, number>, fn: () => Pr
   }
 }
 
-function timedAdapter<T extends object>(name: string, adapter: T, record: (step: string, ms: number) => void): T {
-  return new Proxy(adapter, {
-    get(target, prop, receiver) {
-      const value: unknown = Reflect.get(target, prop, receiver);
-      if (typeof value !== 'function' || typeof prop !== 'string') return value;
-      return (...args: unknown[]): unknown => {
-        const start = performance.now();
-        // The adapters keep #private fields: call with the real object as `this`, not the proxy.
-        const result: unknown = Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
-        if (result instanceof Promise) {
-          return result.finally(() => record(`${name}.${prop}`, since(start)));
-        }
-        record(`${name}.${prop}`, since(start));
-        return result;
-      };
-    },
-  });
+/** The upstream call histogram's sums and counts, per step (`source.resolve`, `kube.apply`, ...). */
+async function callTotals(metrics: Metrics): Promise<Map<string, { sum: number; count: number }>> {
+  const totals = new Map<string, { sum: number; count: number }>();
+  const metric = metrics.registry.getSingleMetric('deployer_upstream_call_duration_seconds');
+  if (metric === undefined) return totals;
+  const { values } = await metric.get();
+  for (const v of values as Array<(typeof values)[number] & { metricName?: string }>) {
+    // A histogram's values carry the series name: NAME_bucket, NAME_sum, NAME_count.
+    const kind = v.metricName?.endsWith('_sum') === true ? 'sum' : v.metricName?.endsWith('_count') === true ? 'count' : undefined;
+    if (kind === undefined) continue;
+    const system = String(v.labels['system']);
+    const step = `${STEP_PREFIX[system] ?? system}.${String(v.labels['operation'])}`;
+    const entry = totals.get(step) ?? { sum: 0, count: 0 };
+    entry[kind] += v.value;
+    totals.set(step, entry);
+  }
+  return totals;
 }
 
+const STEP_PREFIX: Record<string, string> = { git: 'source', svn: 'source', registry: 'registry', kubernetes: 'kube' };
+
+/**
+ * The deployer as main.ts builds it (src/wire.ts), in this process; the steps of a deploy are read from its own
+ * upstream call metrics, before and after.
+ */
 export class Profiler {
-  readonly #engine: Engine;
-  #current: StepProfile | undefined;
+  readonly #wired: Wired;
 
   constructor(config: Config) {
-    const logger = pino({ level: 'silent' });
-    const timeoutMs = config.versions.remoteTimeoutSeconds * 1000;
-    const record = (step: string, ms: number): void => {
-      const p = this.#current;
-      if (p === undefined) return;
-      p.steps[step] = (p.steps[step] ?? 0) + ms;
-      p.calls[step] = (p.calls[step] ?? 0) + 1;
-    };
-    this.#engine = new Engine({
-      config,
-      logger,
-      source: timedAdapter('source', createSource({ cacheDir: config.cache.dir, timeoutMs, logger }), record),
-      registry: timedAdapter('registry', new RegistryClient({ credentials: config.registries, timeoutMs, logger }), record),
-      cluster: timedAdapter(
-        'kube',
-        new KubeClient({ kubeconfig: config.kubernetes.kubeconfig, fieldManager: config.kubernetes.fieldManager, logger }),
-        record,
-      ),
-      notifier: createNotifier({ config, logger }),
-    });
+    this.#wired = wire({ config, logger: pino({ level: 'silent' }), version: 'bench', identity: 'bench' });
   }
 
   /** One deploy of `commit`, timed by step. */
   async deploy(service: ServiceConfig, commit: string): Promise<StepProfile> {
     const profile: StepProfile = { totalMs: 0, steps: {}, calls: {}, processes: {} };
-    this.#current = profile;
+    const { deployer, metrics } = this.#wired;
+    const before = await callTotals(metrics);
     const start = performance.now();
     try {
       await countingProcesses(profile.processes, () =>
-        this.#engine.run({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: 'bench' }),
+        deployer.deploy({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: `bench-${commit}` }),
       );
     } finally {
       profile.totalMs = since(start);
-      this.#current = undefined;
+    }
+    for (const [step, after] of await callTotals(metrics)) {
+      const was = before.get(step) ?? { sum: 0, count: 0 };
+      if (after.count === was.count) continue;
+      profile.steps[step] = (after.sum - was.sum) * 1000;
+      profile.calls[step] = after.count - was.count;
     }
     return profile;
   }

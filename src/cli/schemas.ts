@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FlowResult as ServerFlowResult } from '../deploy/flows.js';
+import type { FlowResult as ServerFlowResult } from '../deploy/types.js';
 import type { DeployResult as ServerDeployResult } from '../deploy/types.js';
 import type { ErrorBody as ServerErrorBody } from '../http/errors.js';
 import type { ServiceStateView as ServerServiceStateView, TagsView as ServerTagsView } from '../http/routes.js';

@@ -2,7 +2,9 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config/load.js';
 import { ConflictError } from '../errors.js';
-import type { LeaseRecord, LeaseSpec, LeaseStore } from '../kube/leases.js';
+import { sleep } from '../core/util.js';
+import type { LeaseRecord, LeaseSpec } from '../core/types.js';
+import type { LeaseStore } from '../core/ports.js';
 
 /**
  * The per-service deploy lock across deployer replicas: a Kubernetes Lease, held by the pod that deploys and renewed
@@ -52,8 +54,6 @@ export interface HoldContext {
   readonly requestId?: string | undefined;
 }
 
-const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 export class LeaseLock {
   readonly #store: LeaseStore;
   readonly #identity: string;
@@ -76,7 +76,7 @@ export class LeaseLock {
     this.#renewMs = (options.renewSeconds ?? DEFAULT_RENEW_SECONDS) * 1000;
     this.#pollMs = options.pollMs ?? DEFAULT_POLL_MS;
     this.#now = options.now ?? Date.now;
-    this.#sleep = options.sleep ?? defaultSleep;
+    this.#sleep = options.sleep ?? sleep;
   }
 
   get identity(): string {

@@ -12,9 +12,8 @@ import {
 } from 'js-yaml';
 import { z } from 'zod';
 import { InputError, ManifestError } from '../errors.js';
-import type { KubeObject } from '../kube/types.js';
 import { isUntagged, parseImageRef } from '../registry/image-ref.js';
-import type { ManifestFile } from '../source/types.js';
+import type { KubeObject, ManifestFile } from '../core/types.js';
 
 /** Limits that keep a hostile repository from exhausting the deployer (every manifest comes from a repository). */
 export interface ManifestLimits {

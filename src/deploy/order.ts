@@ -1,4 +1,4 @@
-import type { KubeObject } from '../kube/types.js';
+import type { KubeObject } from '../core/types.js';
 
 /**
  * The order objects are applied in, so that what an object refers to exists before it: namespaces and CRDs first,

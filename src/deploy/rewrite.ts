@@ -1,29 +1,8 @@
 import { InputError, ManifestError } from '../errors.js';
-import type { KubeObject } from '../kube/types.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
 import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './manifests.js';
-import type { Track } from './types.js';
-
-/** Label keys and values the thesis names (5.3.4, 5.4): `track=stable|canary` and the version as `tag`. */
-export const TRACK_LABEL = 'track';
-export const TAG_LABEL = 'tag';
-/** On a canary Deployment: the name of the Deployment it is a canary of, to find (and delete) canaries by label. */
-export const CANARY_OF_LABEL = 'deployer.io/canary-of';
-/** On every object the deployer applies: the service it belongs to, to find a service's Deployments in the cluster. */
-export const SERVICE_LABEL = 'deployer.io/service';
-
-/** Annotation keys need a DNS prefix; they hold what a label value cannot (a long tag, a token name, a time). */
-export const ANNOTATIONS = {
-  tag: 'deployer.io/tag',
-  commit: 'deployer.io/commit',
-  track: 'deployer.io/track',
-  caller: 'deployer.io/caller',
-  requestId: 'deployer.io/request-id',
-  deployedAt: 'deployer.io/deployed-at',
-} as const;
-
-/** Environment variables set in every container of a versioned pod, so the application knows its version. */
-export const ENV = { track: 'TRACK', version: 'VERSION', commit: 'COMMIT' } as const;
+import { ANNOTATIONS, CANARY_OF_LABEL, ENV, SERVICE_LABEL, TAG_LABEL, TRACK_LABEL } from '../core/keys.js';
+import type { KubeObject, Track } from '../core/types.js';
 
 export interface RewriteOptions {
   readonly track: Track;

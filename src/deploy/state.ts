@@ -1,27 +1,17 @@
 import { z } from 'zod';
 import type { ServiceConfig } from '../config/load.js';
 import { InputError } from '../errors.js';
-import type { LiveDeployment, LiveReader } from '../kube/live.js';
-import type { KubeObject } from '../kube/types.js';
 import { nameOf, parseImageRef } from '../registry/image-ref.js';
-import { ANNOTATIONS, CANARY_OF_LABEL, SERVICE_LABEL, TRACK_LABEL, canaryName } from './rewrite.js';
-import type { DeployKind } from './types.js';
+import { ANNOTATIONS, CANARY_OF_LABEL, PREVIOUS, SERVICE_LABEL, TRACK_LABEL } from '../core/keys.js';
+import { canaryName } from './rewrite.js';
+import type { DeployKind, KubeObject, LiveDeployment } from '../core/types.js';
+import type { LiveReader } from '../core/ports.js';
 
 /**
  * The service's state as the cluster holds it (issue "used-by flows"): the deployer stores nothing, so the version
  * of every Deployment is read back from the annotations its rewrite wrote, and the last-known-good stable version,
  * which a rollback after a bad promotion needs, is written by every stable deploy as `deployer.io/previous-*`.
  */
-
-/** The stable version a Deployment ran before its current one (last-known-good). */
-export const PREVIOUS = {
-  tag: 'deployer.io/previous-tag',
-  commit: 'deployer.io/previous-commit',
-  /** JSON: digest per untagged image, keyed by the image as written in the manifests. */
-  digests: 'deployer.io/previous-digests',
-  caller: 'deployer.io/previous-caller',
-  deployedAt: 'deployer.io/previous-deployed-at',
-} as const;
 
 /** A version as read back from the cluster. */
 export interface LiveVersion {
@@ -219,7 +209,8 @@ export async function recordPrevious(
   );
 }
 
-function replicasOf(d: LiveDeployment): Replicas {
+/** A Deployment's replicas as `GET /:service` and the rollout verdict show them. */
+export function replicasOf(d: LiveDeployment): Replicas {
   const s = d.status;
   return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
 }

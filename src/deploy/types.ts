@@ -1,14 +1,7 @@
 import type { ServiceConfig } from '../config/load.js';
-import type { ObjectResult } from '../kube/types.js';
-
-export type DeployKind = 'deploy' | 'canary' | 'rollback' | 'promote';
-export type Track = 'stable' | 'canary';
-
-/** Who asked: the token's name and the client, which decides where errors are reported (thesis 5.3.5). */
-export interface Caller {
-  readonly token: string;
-  readonly userAgent?: string | undefined;
-}
+import type { Caller, CommitFacts, DeployKind, ObjectResult } from '../core/types.js';
+import type { DeploymentState } from './state.js';
+import type { Verdict } from './verdict.js';
 
 export interface DeployRequest {
   readonly service: ServiceConfig;
@@ -43,15 +36,66 @@ export interface DeployResult {
   readonly durationMs: number;
 }
 
+/** A deploy as the pipeline answers it, with the commit facts its report names (read meanwhile; never rejects). */
+export interface DeployRun extends DeployResult {
+  readonly facts: Promise<CommitFacts | undefined>;
+}
+
 export interface ImageTags {
   /** The image as written in the manifests (untagged). */
   readonly image: string;
   readonly tags: readonly string[];
 }
 
-/** The deploy flow behind the deploy and canary routes: resolve version → fetch → rewrite → apply → report. */
-export interface DeployEngine {
-  run(request: DeployRequest): Promise<DeployResult>;
+export interface RollbackRequest {
+  readonly service: ServiceConfig;
+  /** With commit and/or tag: deploy that version as stable (the thesis' rollback message). */
+  readonly commit?: string | undefined;
+  readonly tag?: string | undefined;
+  /** `previous`: deploy the recorded last-known-good stable version (after a bad promotion). */
+  readonly to?: 'previous' | undefined;
+  readonly caller: Caller;
+  readonly requestId: string;
+}
+
+export interface PromoteRequest {
+  readonly service: ServiceConfig;
+  /** Refuse (409) while the canary is younger. */
+  readonly minAgeSeconds?: number | undefined;
+  readonly caller: Caller;
+  readonly requestId: string;
+}
+
+export type FlowOutcome = 'rolled-back' | 'promoted' | 'nothing-to-roll-back';
+
+export interface FlowResult {
+  readonly message: string;
+  readonly service: string;
+  readonly kind: 'rollback' | 'promote';
+  readonly outcome: FlowOutcome;
+  /** The stable version that runs afterwards (the one deployed, if one was); absent when no stable version runs. */
+  readonly commit?: string | undefined;
+  readonly tag?: string | undefined;
+  /** The canary version that was removed, if one was. */
+  readonly canary?: { readonly tag: string; readonly commit: string } | undefined;
+  readonly images: readonly DeployedImage[];
+  readonly objects: readonly ObjectResult[];
+  readonly durationMs: number;
+}
+
+/**
+ * The deployer as the HTTP API uses it (src/deploy/deployer.ts implements it; HTTP tests give a small fake): the
+ * thesis' deploy and canary, the used-by flows (rollback, promote), the live state, the rollout verdict and tags.
+ */
+export interface DeployService {
+  /** A deploy or canary; an identical request in flight is joined. */
+  deploy(request: DeployRequest): Promise<DeployResult>;
+  rollback(request: RollbackRequest): Promise<FlowResult>;
+  promote(request: PromoteRequest): Promise<FlowResult>;
+  /** The service's Deployments as they run: stable and canary version, replicas, canary age, last-known-good. */
+  state(service: ServiceConfig): Promise<DeploymentState[]>;
   /** The registry tags of the service's untagged images at `ref` (default: the repository's default branch). */
   tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]>;
+  /** Waits for the rollout of the Deployments a deploy applied; see verdict.ts. */
+  verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number): Promise<Verdict>;
 }

@@ -1,6 +1,8 @@
-import type { LiveDeployment, LivePod, LiveReader } from '../kube/live.js';
-import type { ObjectResult } from '../kube/types.js';
-import type { Replicas } from './state.js';
+import { sleep } from '../core/util.js';
+import { POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION } from '../core/keys.js';
+import { replicasOf, type Replicas } from './state.js';
+import type { LiveDeployment, LivePod, ObjectResult } from '../core/types.js';
+import type { LiveReader } from '../core/ports.js';
 
 /**
  * The rollout verdict (`wait=`): after the objects are applied, whether the new version runs. Kubernetes never says
@@ -19,7 +21,6 @@ export const DOOMED_REASONS: ReadonlySet<string> = new Set([
   'InvalidImageName',
 ]);
 
-const REVISION = 'deployment.kubernetes.io/revision';
 
 export interface RolloutTarget {
   readonly namespace: string;
@@ -45,11 +46,6 @@ export function rolloutTargets(objects: readonly ObjectResult[]): RolloutTarget[
   return objects
     .filter((o) => o.kind === 'Deployment' && o.action !== 'deleted' && o.namespace !== undefined)
     .map((o) => ({ namespace: o.namespace ?? '', name: o.name }));
-}
-
-function replicasOf(d: LiveDeployment): Replicas {
-  const s = d.status;
-  return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
 }
 
 /** Why a pod will not start, or undefined if it may still. */
@@ -107,17 +103,15 @@ export interface VerdictOptions {
   readonly sleep?: ((ms: number) => Promise<void>) | undefined;
 }
 
-const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** The pods of the Deployment's current ReplicaSet (its revision), or undefined before the controller made it. */
 async function newPodsOf(live: LiveReader, d: LiveDeployment): Promise<LivePod[] | undefined> {
-  const revision = d.annotations[REVISION];
+  const revision = d.annotations[REVISION_ANNOTATION];
   if (revision === undefined || d.status.observedGeneration < d.generation) return undefined;
   const sets = await live.listReplicaSets(d.namespace, selectorOf(d.selector));
-  const current = sets.find((rs) => rs.ownerUids.includes(d.uid) && rs.annotations[REVISION] === revision);
-  const hash = current?.labels['pod-template-hash'];
+  const current = sets.find((rs) => rs.ownerUids.includes(d.uid) && rs.annotations[REVISION_ANNOTATION] === revision);
+  const hash = current?.labels[POD_TEMPLATE_HASH_LABEL];
   if (current === undefined || hash === undefined) return undefined;
-  const pods = await live.listPods(d.namespace, `pod-template-hash=${hash}`);
+  const pods = await live.listPods(d.namespace, `${POD_TEMPLATE_HASH_LABEL}=${hash}`);
   return pods.filter((p) => p.ownerUids.includes(current.uid) && !p.terminating);
 }
 
@@ -139,7 +133,7 @@ function summary(verdicts: readonly DeploymentVerdict[], state: DeploymentVerdic
 /** Polls the Deployments until all are done (success), one failed (failure), or `timeoutMs` passed (timeout). */
 export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTarget[], options: VerdictOptions): Promise<Verdict> {
   const now = options.now ?? Date.now;
-  const sleep = options.sleep ?? defaultSleep;
+  const wait = options.sleep ?? sleep;
   const pollMs = options.pollMs ?? 1000;
   const started = now();
   for (;;) {
@@ -161,6 +155,6 @@ export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTa
         waitedMs,
       };
     }
-    await sleep(Math.min(pollMs, remaining));
+    await wait(Math.min(pollMs, remaining));
   }
 }

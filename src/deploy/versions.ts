@@ -1,7 +1,8 @@
 import type { ServiceConfig } from '../config/load.js';
+import type { Registry, Source } from '../core/ports.js';
+import type { ImageRef } from '../core/types.js';
+import { shortCommit, sleep } from '../core/util.js';
 import { ConflictError, InputError, NotFoundError } from '../errors.js';
-import type { ImageRef, Registry } from '../registry/types.js';
-import type { Source } from '../source/types.js';
 
 /** The version a request names, made whole: full commit, tag, and each untagged image's digest (thesis 5.3.2). */
 export interface ResolvedVersion {
@@ -42,44 +43,58 @@ export function tagMatchesCommit(tag: string, commit: string, type: 'git' | 'svn
   return suffix.length >= 7 && commit.toLowerCase().startsWith(suffix);
 }
 
-const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** The version a request names before it is resolved; `digests` with both commit and tag: a pinned version. */
+export interface VersionRequest {
+  readonly commit?: string | undefined;
+  readonly tag?: string | undefined;
+  /**
+   * The exact digests to deploy, per untagged image as written in the manifests: a promotion or a rollback to the
+   * previous version deploys the build that ran, even if its tag moved since.
+   */
+  readonly digests?: Readonly<Record<string, string>> | undefined;
+}
 
 /**
- * Resolves a request's `commit` and/or `tag` into a whole version (original `Deployer#commit_to_deploy`):
- * - commit only: the tag is the one registry tag, shared by every untagged image, that was built from the commit;
- *   the registry may lag behind CI, so it is polled with back-off for up to `registryWaitSeconds`;
- * - tag only: the commit is the tag's hex suffix and must exist;
- * - both: the commit must exist and the tag must exist for every untagged image.
- * `images` lists the untagged images of the manifests at the commit, which the caller reads once it knows the commit
- * (`imagesAt`), so that images added in the new commit are checked too.
+ * The reference to look up in the repository (original `Deployer#commit_to_deploy`): the commit, else the commit a
+ * tag names (its hex suffix).
  */
-export async function resolveVersion(
-  deps: VersionDeps,
-  options: VersionOptions,
-  service: ServiceConfig,
-  request: { commit?: string | undefined; tag?: string | undefined },
-  imagesAt: (commit: string) => Promise<readonly ImageRef[]>,
-): Promise<ResolvedVersion> {
-  const { source, registry } = deps;
+export function refOf(service: ServiceConfig, request: VersionRequest): string {
   if (request.commit === undefined && request.tag === undefined) {
     throw new InputError('commit or tag must be given', { field: 'commit' });
   }
-  let ref = request.commit;
+  if (request.commit !== undefined) return request.commit;
+  const ref = commitOfTag(request.tag ?? '', service.repository.type);
   if (ref === undefined) {
-    ref = commitOfTag(request.tag ?? '', service.repository.type);
-    if (ref === undefined) {
-      throw new InputError(`tag "${request.tag}" does not end in a commit (BRANCH-SHA); give the commit too`, {
-        field: 'commit',
-      });
-    }
+    throw new InputError(`tag "${request.tag}" does not end in a commit (BRANCH-SHA); give the commit too`, {
+      field: 'commit',
+    });
   }
-  const commit = await source.resolve(service, ref);
-  const images = await imagesAt(commit);
+  return ref;
+}
 
+/**
+ * The whole version at `commit` (thesis 5.3.2), given the untagged images of the manifests there, so that images
+ * added in the new commit are checked too:
+ * - commit only: the tag is the one registry tag, shared by every untagged image, that was built from the commit;
+ *   the registry may lag behind CI, so it is polled with back-off for up to `registryWaitSeconds`;
+ * - tag only: the commit is the tag's hex suffix (see `refOf`), and the tag must exist for every untagged image;
+ * - both: the tag must exist for every untagged image;
+ * - pinned (both, with digests): each image keeps the digest that ran; only an image without a recorded digest
+ *   (digest pinning was off) is looked up by tag.
+ */
+export async function versionAt(
+  deps: VersionDeps,
+  options: VersionOptions,
+  service: ServiceConfig,
+  request: VersionRequest,
+  commit: string,
+  images: readonly ImageRef[],
+): Promise<ResolvedVersion> {
+  const pinned = request.digests !== undefined && request.commit !== undefined && request.tag !== undefined ? request.digests : {};
   let tag = request.tag;
   if (tag === undefined) {
     tag = images.length === 0 ? shortCommit(commit) : await findTag(deps, options, service, images, commit);
-  } else if (request.commit !== undefined && commitOfTag(tag, service.repository.type) !== undefined) {
+  } else if (request.digests === undefined && request.commit !== undefined && commitOfTag(tag, service.repository.type) !== undefined) {
     // Both given: a tag that names a commit must name this one, or the request contradicts itself.
     if (!tagMatchesCommit(tag, commit, service.repository.type)) {
       throw new InputError(`tag "${tag}" was not built from commit ${shortCommit(commit)}`, { field: 'tag' });
@@ -89,7 +104,12 @@ export async function resolveVersion(
   const digests: Record<string, string> = {};
   await Promise.all(
     images.map(async (image) => {
-      const digest = await registry.digestOf(image, tag);
+      const recorded = Object.hasOwn(pinned, image.original) ? pinned[image.original] : undefined;
+      if (recorded !== undefined) {
+        digests[image.original] = recorded;
+        return;
+      }
+      const digest = await deps.registry.digestOf(image, tag);
       if (digest === undefined) {
         throw new NotFoundError(`tag "${tag}" not found for image ${image.original}`, {
           detail: { image: image.original, tag },
@@ -108,7 +128,7 @@ async function findTag(
   images: readonly ImageRef[],
   commit: string,
 ): Promise<string> {
-  const sleep = deps.sleep ?? defaultSleep;
+  const wait = deps.sleep ?? sleep;
   const start = Date.now();
   const budget = options.registryWaitSeconds * 1000;
   let slept = 0;
@@ -145,7 +165,7 @@ async function findTag(
       );
     }
     const pause = Math.min(delay, remaining);
-    await sleep(pause);
+    await wait(pause);
     slept += pause;
     delay = Math.min(delay * 2, 10_000);
   }
@@ -159,8 +179,4 @@ async function tagsOrNone(registry: Registry, image: ImageRef): Promise<string[]
     if (err instanceof NotFoundError) return [];
     throw err;
   }
-}
-
-export function shortCommit(commit: string): string {
-  return /^[0-9a-f]{40}$/.test(commit) ? commit.slice(0, 7) : commit;
 }

@@ -44,7 +44,7 @@ export function toErrorReply(err: unknown, context: ErrorContext): ErrorReply {
     if (status >= 500) body['requestId'] = context.requestId;
     const headers: Record<string, string> =
       err instanceof AuthError && err.status === 401 ? { 'www-authenticate': `Basic realm="${REALM}", charset="UTF-8"` } : {};
-    return { status, body: body as unknown as ErrorBody, headers, level: status >= 500 ? (status === 501 ? 'warn' : 'error') : 'info' };
+    return { status, body: body as unknown as ErrorBody, headers, level: status >= 500 ? 'error' : 'info' };
   }
   const known = fastifyError(err);
   if (known !== undefined) {

@@ -2,13 +2,12 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ServiceConfig } from '../config/load.js';
 import type { Action } from '../config/schema.js';
-import type { FlowResult, Flows } from '../deploy/flows.js';
-import type { Caller } from '../deploy/types.js';
+import type { DeployService, FlowResult } from '../deploy/types.js';
 import type { Verdict } from '../deploy/verdict.js';
 import { InputError } from '../errors.js';
-import type { ObjectResult } from '../kube/types.js';
 import { CommitRef, DeployQuery, ImageTag, ServiceParams } from './inputs.js';
 import type { HttpServer } from './server.js';
+import type { Caller, ObjectResult } from '../core/types.js';
 
 /** `wait=true`: how long to wait for the rollout when no duration is given. */
 export const DEFAULT_WAIT_SECONDS = 300;
@@ -104,12 +103,12 @@ export type WithVerdict<T> = T & { readonly verdict?: Verdict; readonly error?: 
  */
 export async function withVerdict<T extends { readonly service: string; readonly objects: readonly ObjectResult[] }>(
   reply: FastifyReply,
-  flows: Flows,
+  deployer: Pick<DeployService, 'verdict'>,
   result: T,
   waitMs: number | undefined,
 ): Promise<WithVerdict<T>> {
   if (waitMs === undefined) return result;
-  const verdict = await flows.verdict(result.service, result.objects, waitMs);
+  const verdict = await deployer.verdict(result.service, result.objects, waitMs);
   if (verdict.result === 'success') return { ...result, verdict };
   if (verdict.result === 'timeout') {
     void reply.code(202);
@@ -120,7 +119,7 @@ export async function withVerdict<T extends { readonly service: string; readonly
 }
 
 export interface FlowRouteDeps {
-  readonly flows: Flows;
+  readonly deployer: DeployService;
   readonly guard: (action: Action) => (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
   readonly serviceNamed: (name: string) => ServiceConfig;
   readonly callerOf: (request: FastifyRequest) => Caller;
@@ -128,7 +127,7 @@ export interface FlowRouteDeps {
 
 /** `PUT /:service/rollback` and `PUT /:service/promote` (POST too, as `curl --data` sends it). */
 export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
-  const { flows } = deps;
+  const { deployer } = deps;
 
   api.route({
     method: ['PUT', 'POST'],
@@ -144,8 +143,8 @@ export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
       if (to !== undefined && (commit !== undefined || tag !== undefined)) {
         throw new InputError('to=previous and a commit or tag exclude each other', { field: 'to' });
       }
-      const result = await flows.rollback({ service, commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
-      return withVerdict(reply, flows, result, fieldOf(body, query, 'wait'));
+      const result = await deployer.rollback({ service, commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
+      return withVerdict(reply, deployer, result, fieldOf(body, query, 'wait'));
     },
   });
 
@@ -157,13 +156,13 @@ export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
     handler: async (request, reply): Promise<WithVerdict<FlowResult>> => {
       const service = deps.serviceNamed(request.params.service);
       const { body, query } = request;
-      const result = await flows.promote({
+      const result = await deployer.promote({
         service,
         minAgeSeconds: fieldOf(body, query, 'minAge'),
         caller: deps.callerOf(request),
         requestId: request.id,
       });
-      return withVerdict(reply, flows, result, fieldOf(body, query, 'wait'));
+      return withVerdict(reply, deployer, result, fieldOf(body, query, 'wait'));
     },
   });
 }

@@ -1,12 +1,12 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config, ServiceConfig } from '../config/load.js';
-import type { FlowResult, Flows } from '../deploy/flows.js';
-import type { Caller } from '../deploy/types.js';
+import type { DeployService, FlowResult } from '../deploy/types.js';
 import { AuthError, DeployerError, InputError } from '../errors.js';
 import { authorize, mayAccess, type Principal } from './auth.js';
 import { CommitRef, ImageTag } from './inputs.js';
 import type { HttpServer } from './server.js';
+import type { Caller } from '../core/types.js';
 
 /**
  * Monitor webhooks (thesis 5.6: "the alarm would trigger a webhook, which would roll back the canary instance").
@@ -78,14 +78,14 @@ interface ServiceOutcome {
 
 export interface HookRouteDeps {
   readonly config: Config;
-  readonly flows: Flows;
+  readonly deployer: DeployService;
   readonly principalOf: (request: FastifyRequest) => Principal;
   readonly callerOf: (request: FastifyRequest) => Caller;
   readonly serviceNamed: (name: string) => ServiceConfig;
 }
 
 export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
-  const { config, flows } = deps;
+  const { config, deployer } = deps;
 
   /** A token without the rollback scope at all learns nothing about the payload. */
   const mayRollBack = (principal: Principal): void => {
@@ -100,7 +100,7 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
       return { result: 'forbidden', message: `token "${principal.token}" may not rollback service "${name}"`, status: 403 };
     }
     try {
-      const done = await flows.rollback({ service: deps.serviceNamed(name), caller: deps.callerOf(request), requestId: request.id });
+      const done = await deployer.rollback({ service: deps.serviceNamed(name), caller: deps.callerOf(request), requestId: request.id });
       return { result: done.outcome === 'nothing-to-roll-back' ? 'nothing-to-roll-back' : 'rolled-back', message: done.message, status: 200 };
     } catch (err) {
       // Answered here, not by the error handler, which would have logged it.
@@ -151,6 +151,6 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
     if (to !== undefined && (commit !== undefined || tag !== undefined)) {
       throw new InputError('to=previous and a commit or tag exclude each other', { field: 'to' });
     }
-    return flows.rollback({ service: deps.serviceNamed(name), commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
+    return deployer.rollback({ service: deps.serviceNamed(name), commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
   });
 }

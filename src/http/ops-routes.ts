@@ -3,7 +3,9 @@ import { access, mkdir } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
+import type { Pinger } from '../core/ports.js';
 import type { Metrics } from '../report/metrics.js';
+import { withTimeout } from '../core/util.js';
 import { authenticate } from './auth.js';
 import type { HttpServer } from './server.js';
 
@@ -28,8 +30,8 @@ export const READY_CHECK_TIMEOUT_MS = 3_000;
 export interface ReadinessOptions {
   /** The clone cache (config `cache.dir`): git and svn write there on every deploy. */
   readonly cacheDir: string;
-  /** The apiserver; left out (an app without an engine), it is not checked. */
-  readonly apiserver?: { ping(): Promise<void> } | undefined;
+  /** The apiserver. */
+  readonly apiserver: Pinger;
   readonly logger: Logger;
   readonly timeoutMs?: number | undefined;
 }
@@ -55,7 +57,7 @@ export function readinessCheck(options: ReadinessOptions): () => Promise<Readine
     ],
   ];
   const { apiserver } = options;
-  if (apiserver !== undefined) checks.push(['kubernetes', () => apiserver.ping()]);
+  checks.push(['kubernetes', () => apiserver.ping()]);
 
   return async () => {
     const failures: Partial<Record<CheckName, string>> = {};
@@ -80,20 +82,10 @@ export function readinessCheck(options: ReadinessOptions): () => Promise<Readine
   };
 }
 
-function withTimeout(promise: Promise<void>, ms: number, message: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  promise.catch(() => undefined);
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 export interface OpsRouteDeps {
   readonly config: Pick<Config, 'tokens' | 'insecureNoAuth' | 'metrics'>;
   readonly ready: () => Promise<Readiness>;
-  /** Left out, there is no `/metrics` endpoint. */
-  readonly metrics?: Metrics | undefined;
+  readonly metrics: Metrics;
 }
 
 /**
@@ -109,7 +101,6 @@ export function registerOpsRoutes(app: HttpServer, deps: OpsRouteDeps): void {
   });
 
   const { metrics } = deps;
-  if (metrics === undefined) return;
   const requireToken = (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
     try {
       authenticate(request.headers.authorization, deps.config);

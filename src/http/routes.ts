@@ -1,10 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Action } from '../config/schema.js';
-import type { Flows } from '../deploy/flows.js';
 import type { DeploymentState } from '../deploy/state.js';
-import type { DeployEngine, DeployKind, DeployResult, ImageTags } from '../deploy/types.js';
-import { NotFoundError, NotImplementedError } from '../errors.js';
+import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
+import { NotFoundError } from '../errors.js';
 import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
 import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
 import { registerHookRoutes } from './hook-routes.js';
@@ -12,21 +11,17 @@ import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
 import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
+import type { DeployKind } from '../core/types.js';
 
 export interface RouteDeps {
   readonly config: Config;
-  /** The deploy flow; without it deploy, canary and tags answer 501. */
-  readonly engine?: DeployEngine | undefined;
-  /**
-   * The flows on the engine and the live cluster (src/deploy/flows.ts): with them, `GET /:service` shows the live
-   * state, deploys may wait for their rollout, and rollback, promote and the monitor hooks exist.
-   */
-  readonly flows?: Flows | undefined;
+  /** The domain: deploys and canaries, the flows (rollback, promote, hooks), the live state, verdicts and tags. */
+  readonly deployer: DeployService;
   readonly version: string;
 }
 
-/** `GET /:service`: the configuration, and with the flows the service's Deployments as they run. */
-export type ServiceStateView = ServiceView & { readonly deployments?: readonly DeploymentState[] };
+/** `GET /:service`: the configuration, and the service's Deployments as they run. */
+export type ServiceStateView = ServiceView & { readonly deployments: readonly DeploymentState[] };
 
 /** `GET /:service/tags`. */
 export interface TagsView {
@@ -53,7 +48,7 @@ function syncHook(check: (request: FastifyRequest) => void) {
 
 /** The thesis' endpoints (5.2): ls, show, tags, deploy, canary, version; and a health check for Kubernetes. */
 export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
-  const { config, engine } = deps;
+  const { config, deployer } = deps;
 
   /** The configured service by name; own properties only, so `/constructor` is not a service. */
   const serviceNamed = (name: string): ServiceConfig => {
@@ -72,10 +67,6 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
       authorize(principalOf(request), action, service);
       serviceNamed(service);
     });
-  const requireEngine = (what: string): DeployEngine => {
-    if (engine === undefined) throw new NotImplementedError(`${what} is not available: this deployer has no deploy engine`);
-    return engine;
-  };
 
   // Kubernetes probes it without credentials; it tells nothing about the configuration.
   app.get('/healthz', () => ({ status: 'ok' }));
@@ -102,7 +93,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
       async (request): Promise<ServiceStateView> => {
         const service = serviceNamed(request.params.service);
         const view = serviceView(service);
-        return deps.flows === undefined ? view : { ...view, deployments: await deps.flows.state(service) };
+        return { ...view, deployments: await deployer.state(service) };
       },
     );
 
@@ -112,7 +103,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
       async (request): Promise<TagsView> => {
         const service = serviceNamed(request.params.service);
         const { commit } = request.query;
-        const images = await requireEngine('listing tags').tags(service, commit);
+        const images = await deployer.tags(service, commit);
         return { service: service.name, ref: commit ?? service.repository.defaultBranch, images };
       },
     );
@@ -128,10 +119,6 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
           const service = serviceNamed(request.params.service);
           const { commit, tag } = versionOf(request.body, request.query);
           const wait = fieldOf(request.body, request.query, 'wait');
-          const engine = requireEngine(kind === 'canary' ? 'deploying a canary' : 'deploying');
-          if (wait !== undefined && deps.flows === undefined) {
-            throw new NotImplementedError('waiting for the rollout is not available: this deployer does not read the cluster');
-          }
           const deploy = {
             service,
             kind,
@@ -141,8 +128,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
             requestId: request.id,
           };
           // Identical requests in flight are joined (a CI job retried while its first request still runs).
-          if (deps.flows === undefined) return engine.run(deploy);
-          return withVerdict(reply, deps.flows, await deps.flows.deploy(deploy), wait);
+          return withVerdict(reply, deployer, await deployer.deploy(deploy), wait);
         },
       });
     };
@@ -151,12 +137,9 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     // The original deployer's name for the canary path; depctl and old CI scripts may still use it.
     deployRoute('/:service/deploy_canary', 'canary');
 
-    const { flows } = deps;
-    if (flows !== undefined) {
-      const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
-      registerFlowRoutes(api, { flows, guard, serviceNamed, callerOf });
-      registerHookRoutes(api, { config, flows, principalOf, callerOf, serviceNamed });
-    }
+    const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
+    registerFlowRoutes(api, { deployer, guard, serviceNamed, callerOf });
+    registerHookRoutes(api, { config, deployer, principalOf, callerOf, serviceNamed });
     done();
   });
 }

@@ -1,18 +1,16 @@
 import type { Logger } from 'pino';
 import { ManifestError, UpstreamError } from '../errors.js';
-import { ApiResourceList, LiveObject, ObjectList } from './schemas.js';
-import { KubeTransport, loadKubeConfig, type KubeResponse } from './transport.js';
+import { ApiResourceList, LiveObject } from './schemas.js';
+import type { KubeResponse, KubeTransport } from './transport.js';
 import { failureReason, isManifestFault, refusal, type RequestContext } from './failures.js';
-import type { KubeObject, ObjectFailure, ObjectResult } from './types.js';
+import type { KubeObject, ObjectFailure, ObjectResult } from '../core/types.js';
 
 export interface KubeClientOptions {
-  /** A kubeconfig file; unset means in-cluster service-account credentials, else the default kubeconfig. */
-  kubeconfig?: string | undefined;
+  /** The one connection to the apiserver (src/kube/kubernetes.ts builds it). */
+  transport: KubeTransport;
   /** Server-side apply's field manager: the owner of the fields the deployer sets. */
   fieldManager: string;
   logger: Logger;
-  /** Timeout of each apiserver request. */
-  timeoutMs?: number;
 }
 
 export interface Scope {
@@ -54,7 +52,7 @@ export class KubeClient {
   readonly #pending = new Map<string, Promise<DiscoveredGroup | undefined>>();
 
   constructor(options: KubeClientOptions) {
-    this.#transport = new KubeTransport(loadKubeConfig(options.kubeconfig), options.timeoutMs ?? 30_000);
+    this.#transport = options.transport;
     this.#fieldManager = options.fieldManager;
     this.#log = options.logger.child({ module: 'kube' });
   }
@@ -62,15 +60,6 @@ export class KubeClient {
   /** The apiserver's URL, for logs. */
   get server(): string {
     return this.#transport.server;
-  }
-
-  /**
-   * Resolves when the apiserver answers and is ready (`GET /readyz`, which every identity may read without RBAC
-   * rules); throws `UpstreamError('kubernetes')` otherwise. For the deployer's own readiness probe.
-   */
-  async ping(): Promise<void> {
-    const res = await this.#transport.send({ method: 'GET', path: '/readyz' });
-    if (res.status !== 200) throw refusal(res, { verb: 'get', resource: 'readiness (/readyz)' });
   }
 
   /** Whether `kind` of `apiVersion` is namespaced, and its resource name; undefined for a kind the cluster does not serve. */
@@ -267,24 +256,6 @@ export class KubeClient {
       results.push(result);
     }
     return results;
-  }
-
-  /** The Deployments of `namespace` (matching `labelSelector` when given), as the apiserver returns them. */
-  async listDeployments(namespace: string, labelSelector?: string): Promise<KubeObject[]> {
-    const path = `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`;
-    const context: RequestContext = { verb: 'list', resource: 'deployments', group: 'apps', namespace };
-    const out: KubeObject[] = [];
-    let next: string | undefined;
-    do {
-      const res = await this.#transport.send({ method: 'GET', path, query: { labelSelector, limit: '250', continue: next } });
-      if (res.status !== 200) throw refusal(res, context);
-      const list = ObjectList.safeParse(res.body);
-      if (!list.success) throw unexpected(`the list of deployments in ${namespace}`, list.error);
-      // List items carry no apiVersion and kind; the list's type gives them.
-      for (const item of list.data.items) out.push({ ...item, apiVersion: 'apps/v1', kind: 'Deployment', metadata: item.metadata });
-      next = list.data.metadata?.continue || undefined;
-    } while (next !== undefined);
-    return out;
   }
 }
 

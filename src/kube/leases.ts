@@ -1,37 +1,9 @@
-import type { Logger } from 'pino';
 import { z } from 'zod';
-import { UpstreamError } from '../errors.js';
-import { refusal, type RequestContext } from './failures.js';
-import { KubeTransport, loadKubeConfig, type KubeResponse } from './transport.js';
-
-/** A coordination.k8s.io/v1 Lease as the deploy lock uses it. */
-export interface LeaseRecord {
-  readonly namespace: string;
-  readonly name: string;
-  /** Optimistic concurrency: an update names the version it read and fails (conflict) if the Lease changed since. */
-  readonly resourceVersion: string;
-  readonly holder?: string | undefined;
-  readonly durationSeconds?: number | undefined;
-  readonly acquireTime?: Date | undefined;
-  readonly renewTime?: Date | undefined;
-  readonly transitions: number;
-}
-
-/** What a holder writes. */
-export interface LeaseSpec {
-  readonly holder: string | undefined;
-  readonly durationSeconds: number;
-  readonly acquireTime: Date | undefined;
-  readonly renewTime: Date | undefined;
-  readonly transitions: number;
-}
-
-/** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */
-export interface LeaseStore {
-  get(namespace: string, name: string): Promise<LeaseRecord | undefined>;
-  create(namespace: string, name: string, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
-  update(record: LeaseRecord, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
-}
+import { ConflictError, UpstreamError, type DeployerError } from '../errors.js';
+import { failureReason, refusal, type RequestContext } from './failures.js';
+import type { KubeResponse, KubeTransport } from './transport.js';
+import type { LeaseRecord, LeaseSpec } from '../core/types.js';
+import type { LeaseStore } from '../core/ports.js';
 
 const MicroTime = z
   .string()
@@ -59,22 +31,22 @@ export function microTime(date: Date): string {
 }
 
 export interface KubeLeasesOptions {
-  kubeconfig?: string | undefined;
-  logger: Logger;
-  timeoutMs?: number;
+  transport: KubeTransport;
 }
+
+/** Short requests: a lock that cannot be renewed within its duration is lost anyway. */
+const LEASE_TIMEOUT_MS = 10_000;
 
 /** Leases over the apiserver's REST API. */
 export class KubeLeases implements LeaseStore {
   readonly #transport: KubeTransport;
 
   constructor(options: KubeLeasesOptions) {
-    // Short requests: a lock that cannot be renewed within its duration is lost anyway.
-    this.#transport = new KubeTransport(loadKubeConfig(options.kubeconfig), options.timeoutMs ?? 10_000);
+    this.#transport = options.transport;
   }
 
   async get(namespace: string, name: string): Promise<LeaseRecord | undefined> {
-    const res = await this.#transport.send({ method: 'GET', path: leasePath(namespace, name) });
+    const res = await this.#transport.send({ method: 'GET', path: leasePath(namespace, name), timeoutMs: LEASE_TIMEOUT_MS });
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw refusal(res, context('get', namespace, name));
     return recordOf(res, namespace, 'get');
@@ -84,9 +56,11 @@ export class KubeLeases implements LeaseStore {
     const res = await this.#transport.send({
       method: 'POST',
       path: leasePath(namespace),
+      timeoutMs: LEASE_TIMEOUT_MS,
       body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: specOf(spec) },
     });
     if (res.status === 409) return 'conflict';
+    if (res.status === 404) throw missingNamespace(res, namespace);
     if (res.status !== 201 && res.status !== 200) throw refusal(res, context('create', namespace, name));
     return recordOf(res, namespace, 'create');
   }
@@ -96,6 +70,7 @@ export class KubeLeases implements LeaseStore {
     const res = await this.#transport.send({
       method: 'PUT',
       path: leasePath(namespace, name),
+      timeoutMs: LEASE_TIMEOUT_MS,
       body: {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
@@ -147,4 +122,18 @@ function recordOf(res: KubeResponse, namespace: string, verb: string): LeaseReco
     renewTime: spec?.renewTime ?? undefined,
     transitions: spec?.leaseTransitions ?? 0,
   };
+}
+
+/**
+ * A Lease cannot be created in a namespace that does not exist: say so, rather than "failed to create leases (404)"
+ * with the apiserver's reason only in the log.
+ */
+function missingNamespace(res: KubeResponse, namespace: string): DeployerError {
+  const reason = failureReason(res);
+  if (!/^namespaces? "[^"]*" not found/.test(reason)) return refusal(res, context('create', namespace, 'lease'));
+  return new ConflictError(
+    `namespace ${namespace} does not exist in the cluster (the apiserver says: ${reason}); create it ` +
+      `(kubectl create namespace ${namespace}) or fix the service's namespace, or kubernetes.leaseNamespace, in the configuration`,
+    { detail: { namespace } },
+  );
 }

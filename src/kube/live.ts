@@ -1,8 +1,9 @@
-import type { Logger } from 'pino';
 import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import { refusal, type RequestContext } from './failures.js';
-import { KubeTransport, loadKubeConfig } from './transport.js';
+import type { KubeTransport } from './transport.js';
+import type { LiveDeployment, LivePod, LiveReplicaSet } from '../core/types.js';
+import type { LiveReader } from '../core/ports.js';
 
 /**
  * Reads of the cluster's live state, for what the deployer shows and decides from it: the service's Deployments
@@ -85,75 +86,8 @@ const PodItem = z.looseObject({
 const List = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), metadata: z.object({ continue: z.string().optional() }).optional() });
 
-export interface DeploymentCondition {
-  readonly type: string;
-  readonly status: string;
-  readonly reason?: string | undefined;
-  readonly message?: string | undefined;
-}
-
-/** A Deployment as the deployer reads it. */
-export interface LiveDeployment {
-  readonly namespace: string;
-  readonly name: string;
-  readonly uid: string;
-  readonly generation: number;
-  readonly createdAt?: string | undefined;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly annotations: Readonly<Record<string, string>>;
-  readonly selector: Readonly<Record<string, string>>;
-  /** The images of the pod template's containers and init containers, as applied. */
-  readonly images: readonly string[];
-  /** `spec.replicas` (1 when unset, as the apiserver defaults it). */
-  readonly desired: number;
-  readonly status: {
-    readonly observedGeneration: number;
-    readonly replicas: number;
-    readonly updated: number;
-    readonly ready: number;
-    readonly available: number;
-    readonly conditions: readonly DeploymentCondition[];
-  };
-}
-
-export interface LiveReplicaSet {
-  readonly name: string;
-  readonly uid: string;
-  readonly ownerUids: readonly string[];
-  readonly annotations: Readonly<Record<string, string>>;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly desired: number;
-}
-
-export interface LiveContainer {
-  readonly name: string;
-  readonly ready: boolean;
-  readonly restarts: number;
-  /** Why the container waits (`CrashLoopBackOff`, `ImagePullBackOff`, `ContainerCreating`, ...), if it does. */
-  readonly waiting?: string | undefined;
-  readonly message?: string | undefined;
-}
-
-export interface LivePod {
-  readonly name: string;
-  readonly ownerUids: readonly string[];
-  /** Being deleted: no longer counted. */
-  readonly terminating: boolean;
-  readonly containers: readonly LiveContainer[];
-}
-
-/** What src/deploy reads of the cluster. */
-export interface LiveReader {
-  getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined>;
-  listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]>;
-  listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]>;
-  listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
-}
-
 export interface KubeLiveOptions {
-  kubeconfig?: string | undefined;
-  logger: Logger;
-  timeoutMs?: number;
+  transport: KubeTransport;
 }
 
 /** The live-state reads over the apiserver's REST API (see KubeClient for writes). */
@@ -161,7 +95,7 @@ export class KubeLive implements LiveReader {
   readonly #transport: KubeTransport;
 
   constructor(options: KubeLiveOptions) {
-    this.#transport = new KubeTransport(loadKubeConfig(options.kubeconfig), options.timeoutMs ?? 30_000);
+    this.#transport = options.transport;
   }
 
   async getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined> {

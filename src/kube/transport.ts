@@ -1,6 +1,10 @@
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { ConfigError } from '../config/load.js';
 import { UpstreamError } from '../errors.js';
 
 /**
@@ -23,28 +27,61 @@ export interface KubeRequest {
   query?: Record<string, string | undefined>;
   body?: unknown;
   contentType?: string;
+  /** This request's timeout, where it differs from the transport's (a readiness ping, a lease renewal). */
+  timeoutMs?: number;
 }
 
-/** Where the client's credentials come from: a kubeconfig file, else in-cluster, else the default kubeconfig. */
-export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
+let kubeConfigLoads = 0;
+let transports = 0;
+
+/** How many kubeconfigs and transports this process built: one each, by src/wire.ts (a test counts them). */
+export function kubeCounts(): { kubeConfigLoads: number; transports: number } {
+  return { kubeConfigLoads, transports };
+}
+
+/**
+ * Where the client's credentials come from: a kubeconfig file, else in-cluster, else the default kubeconfig
+ * ($KUBECONFIG, ~/.kube/config). With none of them, client-node would silently talk to http://localhost:8080; the
+ * deployer says where it looked instead.
+ */
+export function loadKubeConfig(kubeconfig: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+  kubeConfigLoads++;
   const config = new KubeConfig();
   try {
     if (kubeconfig !== undefined) {
       config.loadFromFile(kubeconfig);
-    } else if (process.env['KUBERNETES_SERVICE_HOST'] !== undefined) {
+    } else if (env['KUBERNETES_SERVICE_HOST'] !== undefined) {
       config.loadFromCluster();
     } else {
+      const candidates = defaultKubeconfigs(env);
+      if (!candidates.some((c) => c.exists)) {
+        throw new Error(
+          `no kubeconfig found: kubernetes.kubeconfig is not set, ${candidates.map((c) => c.where).join(', ')}, and ` +
+            'this is not a pod (KUBERNETES_SERVICE_HOST is unset); set kubernetes.kubeconfig in the configuration',
+        );
+      }
       config.loadFromDefault();
     }
   } catch (err) {
-    throw new Error(`cannot read the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`}: ${(err as Error).message}`, {
+    throw new ConfigError(`cannot read the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`}: ${(err as Error).message}`, {
       cause: err,
     });
   }
   if (config.getCurrentCluster() === null) {
-    throw new Error(`the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`} has no current cluster`);
+    throw new ConfigError(`the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`} has no current cluster`);
   }
   return config;
+}
+
+/** The files client-node's loadFromDefault reads, and whether they exist, in words for the error above. */
+function defaultKubeconfigs(env: NodeJS.ProcessEnv): Array<{ where: string; exists: boolean }> {
+  const fromEnv = env['KUBECONFIG'];
+  const home = join(env['HOME'] ?? homedir(), '.kube', 'config');
+  const listed =
+    fromEnv === undefined || fromEnv === ''
+      ? [{ where: 'KUBECONFIG is unset', exists: false }]
+      : fromEnv.split(delimiter).map((file) => ({ where: `KUBECONFIG names ${file}${existsSync(file) ? '' : ' (missing)'}`, exists: existsSync(file) }));
+  return [...listed, { where: `${home} ${existsSync(home) ? 'exists' : 'does not exist'}`, exists: existsSync(home) }];
 }
 
 /** Network failures that mean "the apiserver is not reachable now" (503), as opposed to a bad answer (502). */
@@ -52,17 +89,23 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENET
 
 export class KubeTransport {
   readonly server: string;
-  readonly #config: KubeConfig;
+  readonly #config: KubeConfig | ConfigError;
   readonly #timeoutMs: number;
 
-  constructor(config: KubeConfig, timeoutMs: number) {
+  /** With a ConfigError (no kubeconfig found), every request fails with it: the deployer starts and says why. */
+  constructor(config: KubeConfig | ConfigError, timeoutMs: number) {
+    transports++;
     this.#config = config;
     this.#timeoutMs = timeoutMs;
     // loadKubeConfig made sure there is a current cluster.
-    this.server = config.getCurrentCluster()?.server ?? '';
+    this.server = config instanceof ConfigError ? '(no kubeconfig)' : (config.getCurrentCluster()?.server ?? '');
   }
 
   async send(req: KubeRequest): Promise<KubeResponse> {
+    const config = this.#config;
+    if (config instanceof ConfigError) {
+      throw new UpstreamError('kubernetes', `the deployer has no Kubernetes credentials: ${config.message}`, { cause: config, status: 503 });
+    }
     // The server may carry a path prefix (a proxy): request paths go below it.
     const url = new URL(`${this.server.replace(/\/+$/, '')}${req.path}`);
     for (const [key, value] of Object.entries(req.query ?? {})) {
@@ -74,7 +117,7 @@ export class KubeTransport {
     };
     // Credentials are applied per request: in-cluster and exec tokens rotate.
     try {
-      await this.#config.applyToHTTPSOptions(options);
+      await config.applyToHTTPSOptions(options);
     } catch (err) {
       // An unusable kubeconfig (an exec plugin that fails, plain http without skipTLSVerify) is the apiserver
       // being out of reach for this deployer, not a bug in the request.
@@ -106,8 +149,9 @@ export class KubeTransport {
           resolve({ status: res.statusCode ?? 0, body });
         });
       });
-      request.setTimeout(this.#timeoutMs, () => {
-        const err = new Error(`no answer within ${this.#timeoutMs} ms`) as NodeJS.ErrnoException;
+      const timeoutMs = req.timeoutMs ?? this.#timeoutMs;
+      request.setTimeout(timeoutMs, () => {
+        const err = new Error(`no answer within ${timeoutMs} ms`) as NodeJS.ErrnoException;
         err.code = 'ETIMEDOUT';
         request.destroy(err);
       });

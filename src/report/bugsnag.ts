@@ -4,7 +4,8 @@ import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import BugsnagModule from '@bugsnag/js';
 import type { Secret } from '../config/secret.js';
-import type { DeployEvent, Notifier } from './types.js';
+import type { DeployEvent } from '../core/types.js';
+import type { Notifier } from '../core/ports.js';
 
 export interface BugsnagOptions {
   readonly apiKey: Secret;

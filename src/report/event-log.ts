@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { DeployEvent } from './types.js';
+import { shortCommit } from '../core/util.js';
+import type { DeployEvent } from '../core/types.js';
 
 /** Stands for a fact the deployer does not know (no commit on a rollback, no diff stats from svn, ...). */
 export const UNKNOWN = '?';
@@ -51,10 +52,6 @@ export function logDeployEvent(logger: Logger, event: DeployEvent): void {
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return `${UNKNOWN}s`;
   return `${(ms / 1000).toFixed(3)}s`;
-}
-
-function shortCommit(commit: string): string {
-  return /^[0-9a-f]{40}([0-9a-f]{24})?$/i.test(commit) ? commit.slice(0, 7) : commit;
 }
 
 function count(n: number | undefined): string {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DeployEvent, Notifier } from './types.js';
+import type { DeployEvent } from '../core/types.js';
 
 /** The outside systems whose calls are timed; a source call counts as git or svn by the service's repository type. */
 export type CallSystem = 'git' | 'svn' | 'registry' | 'kubernetes';
@@ -152,56 +152,4 @@ export function timed<T extends object>(
 export function sourceSystemOf(args: readonly unknown[]): CallSystem {
   const service = args[0] as { repository?: { type?: unknown } } | undefined;
   return service?.repository?.type === 'svn' ? 'svn' : 'git';
-}
-
-/**
- * The notifier, first recording each finished deploy in `metrics`: the engine reports every outcome to its notifier
- * (next to the event log line), so this is where deploys are counted without touching the engine.
- */
-export function notifierWithMetrics(notifier: Notifier, metrics: Metrics): Notifier {
-  return {
-    deployFailed(event, error) {
-      metrics.deployFinished(event);
-      return notifier.deployFailed(event, error);
-    },
-    deploySucceeded(event) {
-      metrics.deployFinished(event);
-      return notifier.deploySucceeded(event);
-    },
-  };
-}
-
-/** The engine, with each `run` counted in the in-flight gauge while it runs. */
-export function engineWithMetrics<T extends { run(request: never): Promise<unknown> }>(engine: T, metrics: Metrics): T {
-  return new Proxy(engine, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      const method = value as Fn;
-      if (property !== 'run') return (...args: unknown[]): unknown => method.apply(target, args);
-      return async (...args: unknown[]): Promise<unknown> => {
-        const done = metrics.deployStarted();
-        try {
-          return await method.apply(target, args);
-        } finally {
-          done();
-        }
-      };
-    },
-  });
-}
-
-/** The adapters the engine is built from, each timed (and the notifier counting deploys) when `metrics` is given. */
-export function instrumentAdapters<A extends { source: object; registry: object; cluster: object; notifier: Notifier }>(
-  adapters: A,
-  metrics: Metrics | undefined,
-): A {
-  if (metrics === undefined) return adapters;
-  return {
-    ...adapters,
-    source: timed(adapters.source, metrics, sourceSystemOf),
-    registry: timed(adapters.registry, metrics, 'registry'),
-    cluster: timed(adapters.cluster, metrics, 'kubernetes'),
-    notifier: notifierWithMetrics(adapters.notifier, metrics),
-  };
 }

@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
+import { withTimeout } from '../core/util.js';
 import { ConfigError, type Config } from '../config/load.js';
-import type { Caller } from '../deploy/types.js';
 import { createBugsnagNotifier } from './bugsnag.js';
 import { createSlackNotifier } from './slack.js';
-import type { DeployEvent, Notifier } from './types.js';
+import type { Caller, DeployEvent } from '../core/types.js';
+import type { Notifier } from '../core/ports.js';
 
 /** How long a deploy's answer may wait for its reports; a slower Bugsnag or Slack is logged and left behind. */
 export const DEFAULT_REPORT_TIMEOUT_MS = 5_000;
@@ -98,17 +99,6 @@ export function createNotifier(options: NotifierOptions): Notifier {
       await run('deploySucceeded', event, (n) => n.deploySucceeded(event));
     },
   };
-}
-
-function withTimeout(promise: Promise<void>, ms: number, message: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref();
-  });
-  // The loser keeps running; it must not become an unhandled rejection once the timeout has won.
-  promise.catch(() => undefined);
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Name and message only (no stack, no library fields such as a request config), with secrets cut out. */

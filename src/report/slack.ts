@@ -1,7 +1,8 @@
 import { IncomingWebhook, IncomingWebhookHTTPError } from '@slack/webhook';
 import type { Secret } from '../config/secret.js';
 import { formatDuration } from './event-log.js';
-import type { DeployEvent, Notifier } from './types.js';
+import type { DeployEvent } from '../core/types.js';
+import type { Notifier } from '../core/ports.js';
 
 export interface SlackOptions {
   readonly webhookUrl: Secret;

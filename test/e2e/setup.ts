@@ -4,12 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { buildApp } from '../../src/app.js';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { createDeployer } from '../../src/deploy/create.js';
-import { READY_CHECK_TIMEOUT_MS } from '../../src/http/ops-routes.js';
-import { KubeClient } from '../../src/kube/client.js';
-import { Metrics } from '../../src/report/metrics.js';
+import { wire } from '../../src/wire.js';
 import { ground } from '../env/ground.js';
 import { createRepo, type FixtureCommit, type FixtureRepo } from '../env/git-fixtures.js';
 import { uniqueName } from '../env/kube-helpers.js';
@@ -52,8 +48,7 @@ export interface DeployerOptions {
 }
 
 /**
- * Starts a deployer wired as main.ts wires it (engine and flows from createDeployer, metrics, the readiness check of
- * the apiserver), with `raw` config merged over defaults for the ground (kubeconfig, registries, a fresh cache
+ * Starts a deployer wired as main.ts wires it (src/wire.ts), with `raw` config merged over defaults for the ground (kubeconfig, registries, a fresh cache
  * directory, which close() removes).
  */
 export async function startDeployer(raw: Record<string, unknown>, options: DeployerOptions = {}): Promise<RunningDeployer> {
@@ -73,16 +68,7 @@ export async function startDeployer(raw: Record<string, unknown>, options: Deplo
     options.env ?? {},
   );
   const { logger, logs, text } = options.log ?? memoryLogger();
-  const version = 'test';
-  const metrics = new Metrics();
-  const { engine, flows } = createDeployer({ config, logger, version, metrics, identity: options.identity });
-  const apiserver = new KubeClient({
-    kubeconfig: config.kubernetes.kubeconfig,
-    fieldManager: config.kubernetes.fieldManager,
-    logger,
-    timeoutMs: READY_CHECK_TIMEOUT_MS,
-  });
-  const app = buildApp({ config, logger, engine, flows, version, metrics, apiserver });
+  const { app } = wire({ config, logger, version: 'test', identity: options.identity });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return {

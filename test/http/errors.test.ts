@@ -4,7 +4,6 @@ import {
   InputError,
   ManifestError,
   NotFoundError,
-  NotImplementedError,
   UpstreamError,
 } from '../../src/errors.js';
 import { toErrorReply } from '../../src/http/errors.js';
@@ -32,7 +31,6 @@ describe('engine errors are mapped once', () => {
     ['ManifestError', new ManifestError('kubernetes/a.yaml: not YAML', { detail: { file: 'kubernetes/a.yaml' } }), 422, { error: 'kubernetes/a.yaml: not YAML', file: 'kubernetes/a.yaml' }],
     ['UpstreamError', new UpstreamError('registry', 'registry.example.com answered 500'), 502, { error: 'registry.example.com answered 500', system: 'registry', requestId: 'req-7' }],
     ['UpstreamError 504', new UpstreamError('git', 'git fetch timed out', { status: 504 }), 504, { error: 'git fetch timed out', system: 'git', requestId: 'req-7' }],
-    ['NotImplementedError', new NotImplementedError('svn canaries are not built'), 501, { error: 'svn canaries are not built', requestId: 'req-7' }],
   ])('%s → its status and body', async (_name, failure, status, body) => {
     server.engine.failure = failure;
     const res = await deploy();

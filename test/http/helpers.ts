@@ -2,7 +2,10 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig, type Config, type Env, type ServiceConfig } from '../../src/config/load.js';
-import type { DeployEngine, DeployRequest, DeployResult, ImageTags } from '../../src/deploy/types.js';
+import type { DeploymentState } from '../../src/deploy/state.js';
+import type { DeployRequest, DeployResult, DeployService, FlowResult, ImageTags, PromoteRequest, RollbackRequest } from '../../src/deploy/types.js';
+import type { Verdict } from '../../src/deploy/verdict.js';
+import { Metrics } from '../../src/report/metrics.js';
 
 /** Secrets the tests use; none of them may show up in a response body or a log line. */
 export const SECRETS = {
@@ -40,13 +43,16 @@ export function testConfig(overrides: Record<string, unknown> = {}, env: Env = {
   );
 }
 
-/** A small fake of the deploy flow: records every call, answers a fixed result, or throws what it is told to. */
-export class FakeEngine implements DeployEngine {
+/**
+ * A small fake of the domain: records every deploy and tags call, answers a fixed result, or throws what it is told
+ * to. Rollback, promote, state and verdicts answer plainly (their routes are tested end to end on the ground).
+ */
+export class FakeDeployer implements DeployService {
   readonly runs: DeployRequest[] = [];
   readonly tagCalls: Array<{ service: string; ref: string | undefined }> = [];
   failure: unknown;
 
-  run(request: DeployRequest): Promise<DeployResult> {
+  deploy(request: DeployRequest): Promise<DeployResult> {
     this.runs.push(request);
     const tag = request.tag ?? `main-${request.commit ?? ''}`;
     const suffix = request.kind === 'canary' ? ' as canary' : '';
@@ -67,6 +73,26 @@ export class FakeEngine implements DeployEngine {
     return this.settle([{ image: 'registry.example.com/api', tags: ['main-abc1234', 'main-def5678'] }]);
   }
 
+  rollback(request: RollbackRequest): Promise<FlowResult> {
+    return this.settle({ ...this.#flow(request.service.name, 'rollback'), outcome: 'nothing-to-roll-back', message: 'nothing to roll back' });
+  }
+
+  promote(request: PromoteRequest): Promise<FlowResult> {
+    return this.settle({ ...this.#flow(request.service.name, 'promote'), outcome: 'promoted', message: 'promoted' });
+  }
+
+  state(): Promise<DeploymentState[]> {
+    return this.settle([]);
+  }
+
+  verdict(): Promise<Verdict> {
+    return this.settle({ result: 'success', message: 'rolled out', waitedMs: 0, deployments: [] });
+  }
+
+  #flow(service: string, kind: 'rollback' | 'promote') {
+    return { service, kind, images: [], objects: [], durationMs: 1 };
+  }
+
   /** Answers after a tick, as the real engine would, or throws the failure (any value, Error or not). */
   private async settle<T>(value: T): Promise<T> {
     await Promise.resolve();
@@ -78,26 +104,28 @@ export class FakeEngine implements DeployEngine {
 
 export interface TestServer {
   readonly url: string;
-  readonly engine: FakeEngine;
+  readonly engine: FakeDeployer;
   /** Every log line the app wrote, as text. */
   readonly logs: string[];
   close(): Promise<void>;
 }
 
-/** Builds the app as main.ts does, on a random loopback port, with a fake engine (or none) and captured logs. */
-export async function startServer(options: { config?: Config; engine?: FakeEngine | null } = {}): Promise<TestServer> {
+/** Builds the app as main.ts does, on a random loopback port, with a fake domain and captured logs. */
+export async function startServer(options: { config?: Config; engine?: FakeDeployer } = {}): Promise<TestServer> {
   const logs: string[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(line) });
-  const engine = options.engine === undefined ? new FakeEngine() : options.engine;
+  const engine = options.engine ?? new FakeDeployer();
   const app = buildApp({
     config: options.config ?? testConfig(),
     logger,
-    engine: engine ?? undefined,
+    deployer: engine,
     version: '1.2.3-test',
+    metrics: new Metrics(),
+    apiserver: { ping: () => Promise.resolve() },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, engine: engine ?? new FakeEngine(), logs, close: () => app.close() };
+  return { url: `http://127.0.0.1:${port}`, engine, logs, close: () => app.close() };
 }
 
 export function basic(user: string, password: string): string {

@@ -4,16 +4,16 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManifestError, UpstreamError } from '../../src/errors.js';
-import { KubeClient } from '../../src/kube/client.js';
-import type { KubeObject } from '../../src/kube/types.js';
+import { Kubernetes } from '../../src/kube/kubernetes.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, createRestrictedIdentity, kubeRequest, uniqueName } from '../env/kube-helpers.js';
 import { tokenKubeconfig } from '../env/kube-plane.js';
 import { freePort } from '../env/processes.js';
+import type { KubeObject } from '../../src/core/types.js';
 
 const kube = ground('kube');
 const logger = pino({ level: 'silent' });
-const client = new KubeClient({ kubeconfig: kube.adminKubeconfig, fieldManager: 'deployer-test', logger });
+const client = new Kubernetes({ kubeconfig: kube.adminKubeconfig, fieldManager: 'deployer-test', logger });
 
 function configMap(namespace: string, name: string, data: Record<string, string>): KubeObject {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data };
@@ -211,13 +211,13 @@ describe('KubeClient deployments', () => {
     canary.metadata.labels = { app: 'web', track: 'canary' };
     await client.apply([deployment(namespace, 'web', 'registry.example/web:1'), canary]);
 
-    const all = await client.listDeployments(namespace);
+    const all = await client.listDeployments(namespace, '');
     const canaries = await client.listDeployments(namespace, 'track=canary');
 
-    expect(all.map((d) => d.metadata.name).sort()).toEqual(['web', 'web-canary']);
-    expect(all.every((d) => d.apiVersion === 'apps/v1' && d.kind === 'Deployment')).toBe(true);
-    expect(canaries.map((d) => [d.metadata.name, d.metadata.labels])).toEqual([['web-canary', { app: 'web', track: 'canary' }]]);
-    expect(canaries[0]?.['spec']).toMatchObject({ template: { spec: { containers: [{ image: 'registry.example/web:2' }] } } });
+    expect(all.map((d) => d.name).sort()).toEqual(['web', 'web-canary']);
+    expect(all.every((d) => d.namespace === namespace)).toBe(true);
+    expect(canaries.map((d) => [d.name, d.labels])).toEqual([['web-canary', { app: 'web', track: 'canary' }]]);
+    expect(canaries[0]?.images).toEqual(['registry.example/web:2']);
   });
 
   it('deletes deployments; one that does not exist is skipped', async () => {
@@ -226,7 +226,7 @@ describe('KubeClient deployments', () => {
     const results = await client.deleteDeployments(namespace, ['doomed', 'never-existed']);
 
     expect(results).toEqual([{ apiVersion: 'apps/v1', kind: 'Deployment', namespace, name: 'doomed', action: 'deleted' }]);
-    const names = (await client.listDeployments(namespace)).map((d) => d.metadata.name);
+    const names = (await client.listDeployments(namespace, '')).map((d) => d.name);
     expect(names).not.toContain('doomed');
     expect(await client.deleteDeployments(namespace, ['doomed'])).toEqual([]);
   });
@@ -246,7 +246,7 @@ describe('KubeClient failures', () => {
 
   it('gives a 503 UpstreamError when the apiserver is unreachable', async () => {
     const port = await freePort();
-    const down = new KubeClient({ kubeconfig: kubeconfigFor(`https://127.0.0.1:${port}`), fieldManager: 'deployer-test', logger });
+    const down = new Kubernetes({ kubeconfig: kubeconfigFor(`https://127.0.0.1:${port}`), fieldManager: 'deployer-test', logger });
 
     const error = await down.apply([configMap('default', 'x', {})]).catch((e: unknown) => e);
 
@@ -258,9 +258,9 @@ describe('KubeClient failures', () => {
   it('gives a 503 UpstreamError when the apiserver does not answer in time', async () => {
     const address = silent.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
-    const slow = new KubeClient({ kubeconfig: kubeconfigFor(`https://127.0.0.1:${port}`), fieldManager: 'deployer-test', logger, timeoutMs: 300 });
+    const slow = new Kubernetes({ kubeconfig: kubeconfigFor(`https://127.0.0.1:${port}`), fieldManager: 'deployer-test', logger, timeoutMs: 300 });
 
-    const error = await slow.listDeployments('default').catch((e: unknown) => e);
+    const error = await slow.listDeployments('default', '').catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(UpstreamError);
     expect(error).toMatchObject({ system: 'kubernetes', status: 503 });
@@ -270,15 +270,15 @@ describe('KubeClient failures', () => {
   it('gives a 502 UpstreamError when the credentials are rejected', async () => {
     const path = join(kube.dir, `${uniqueName('bad-token')}.kubeconfig`);
     writeFileSync(path, tokenKubeconfig({ server: kube.server, caFile: kube.caFile, user: 'nobody', token: 'wrong' }));
-    const stranger = new KubeClient({ kubeconfig: path, fieldManager: 'deployer-test', logger });
+    const stranger = new Kubernetes({ kubeconfig: path, fieldManager: 'deployer-test', logger });
 
-    await expect(stranger.listDeployments('default')).rejects.toThrow(
+    await expect(stranger.listDeployments('default', '')).rejects.toThrow(
       new UpstreamError('kubernetes', "the Kubernetes apiserver rejected the deployer's credentials (401)"),
     );
   });
 
   it('throws at construction when the kubeconfig file cannot be read', () => {
-    expect(() => new KubeClient({ kubeconfig: join(kube.dir, 'missing.kubeconfig'), fieldManager: 'x', logger })).toThrow(
+    expect(() => new Kubernetes({ kubeconfig: join(kube.dir, 'missing.kubeconfig'), fieldManager: 'x', logger })).toThrow(
       /^cannot read the kubeconfig .*missing\.kubeconfig: /,
     );
   });
@@ -286,7 +286,7 @@ describe('KubeClient failures', () => {
 
 describe('KubeClient with a restricted identity', () => {
   let namespace: string;
-  let restricted: KubeClient;
+  let restricted: Kubernetes;
   beforeAll(async () => {
     namespace = await createNamespace('kc-rbac');
     const kubeconfig = await createRestrictedIdentity({
@@ -297,7 +297,7 @@ describe('KubeClient with a restricted identity', () => {
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'patch'] },
       ],
     });
-    restricted = new KubeClient({ kubeconfig, fieldManager: 'deployer-test', logger });
+    restricted = new Kubernetes({ kubeconfig, fieldManager: 'deployer-test', logger });
   });
 
   it('applies what its rules allow', async () => {
@@ -339,7 +339,7 @@ describe('KubeClient with a restricted identity', () => {
   });
 
   it('names the namespace it may not read, and the delete it may not do', async () => {
-    await expect(restricted.listDeployments('default')).rejects.toThrow(
+    await expect(restricted.listDeployments('default', '')).rejects.toThrow(
       'Kubernetes RBAC refused the deployer: it may not list deployments.apps in namespace default',
     );
     await expect(restricted.deleteDeployments(namespace, ['web'])).rejects.toThrow(

@@ -1,15 +1,15 @@
 import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UpstreamError } from '../../src/errors.js';
-import { KubeLeases, microTime } from '../../src/kube/leases.js';
-import { KubeLive } from '../../src/kube/live.js';
+import { microTime } from '../../src/kube/leases.js';
+import { Kubernetes } from '../../src/kube/kubernetes.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, createRestrictedIdentity, markDeploymentReady, setPodsWaiting } from '../env/kube-helpers.js';
 
 const logger = pino({ level: 'silent' });
 
 describe('KubeLeases', () => {
-  const leases = new KubeLeases({ kubeconfig: ground('kube').adminKubeconfig, logger });
+  const leases = new Kubernetes({ kubeconfig: ground('kube').adminKubeconfig, fieldManager: 'deployer-test', logger }).leases;
   let namespace: string;
   beforeAll(async () => {
     namespace = await createNamespace('kl-lease');
@@ -44,7 +44,7 @@ describe('KubeLeases', () => {
       namespace,
       rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get'] }],
     });
-    const restricted = new KubeLeases({ kubeconfig, logger });
+    const restricted = new Kubernetes({ kubeconfig, fieldManager: 'deployer-test', logger }).leases;
     const err = await restricted
       .create(namespace, 'denied', { holder: 'x', durationSeconds: 15, acquireTime: undefined, renewTime: undefined, transitions: 0 })
       .catch((e: unknown) => e);
@@ -56,7 +56,7 @@ describe('KubeLeases', () => {
 });
 
 describe('KubeLive', () => {
-  const live = new KubeLive({ kubeconfig: ground('kube').adminKubeconfig, logger });
+  const live = new Kubernetes({ kubeconfig: ground('kube').adminKubeconfig, fieldManager: 'deployer-test', logger });
   let namespace: string;
   beforeAll(async () => {
     namespace = await createNamespace('kl-live');

@@ -2,11 +2,10 @@ import { pino, type Logger } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import type { Caller } from '../../src/deploy/types.js';
 import { UpstreamError } from '../../src/errors.js';
 import { createNotifier, shouldReport } from '../../src/report/notifier.js';
-import type { DeployEvent } from '../../src/report/types.js';
 import { startCaptureServer, type CaptureServer } from '../env/capture-server.js';
+import type { Caller, DeployEvent } from '../../src/core/types.js';
 
 // Bugsnag checks the key's form (32 hex digits); Slack's secret is the webhook URL's path.
 const API_KEY = '5d1e0b7a9c3f4e2d8b6a0c1e3f5a7b9d';

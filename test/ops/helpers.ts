@@ -5,11 +5,11 @@ import { load, loadAll } from 'js-yaml';
 import { pino, type Logger } from 'pino';
 import { FileConfig } from '../../src/config/schema.js';
 import { applyOrder } from '../../src/deploy/order.js';
-import { KubeClient } from '../../src/kube/client.js';
-import type { KubeObject } from '../../src/kube/types.js';
+import { Kubernetes } from '../../src/kube/kubernetes.js';
 import { ground } from '../env/ground.js';
 import { adminClient } from '../env/kube-helpers.js';
 import { tokenKubeconfig } from '../env/kube-plane.js';
+import type { KubeObject } from '../../src/core/types.js';
 
 /** The repository root (vitest runs from it). */
 export const ROOT = process.cwd();
@@ -81,7 +81,7 @@ export function memoryLogger(): { logger: Logger; logs: Array<Record<string, unk
 
 /** Applies objects as cluster-admin with the deployer's own Kubernetes adapter (namespaces and RBAC in order). */
 export async function applyAsAdmin(objects: KubeObject[]): Promise<void> {
-  const admin = new KubeClient({ kubeconfig: ground('kube').adminKubeconfig, fieldManager: 'test-admin', logger: silentLogger() });
+  const admin = new Kubernetes({ kubeconfig: ground('kube').adminKubeconfig, fieldManager: 'test-admin', logger: silentLogger() });
   await admin.apply(applyOrder(objects));
 }
 

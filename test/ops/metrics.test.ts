@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { createEngine } from '../../src/deploy/create.js';
-import type { DeployRequest } from '../../src/deploy/types.js';
 import { UpstreamError } from '../../src/errors.js';
 import { readinessCheck } from '../../src/http/ops-routes.js';
-import { KubeClient } from '../../src/kube/client.js';
-import { engineWithMetrics, Metrics, notifierWithMetrics, timed } from '../../src/report/metrics.js';
-import type { DeployEvent, Notifier } from '../../src/report/types.js';
+import { Kubernetes } from '../../src/kube/kubernetes.js';
+import { Metrics, timed } from '../../src/report/metrics.js';
+import { createReporter } from '../../src/report/reporter.js';
+import { wire } from '../../src/wire.js';
+import { FakeDeployer } from '../http/helpers.js';
 import { createRepo } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
 import { createNamespace, createRestrictedIdentity, uniqueName } from '../env/kube-helpers.js';
@@ -19,11 +19,14 @@ import { freePort } from '../env/processes.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { basic, memoryLogger, short, silentLogger } from './helpers.js';
 import { sampleValue, samplesOf } from './prometheus.js';
+import type { DeployEvent } from '../../src/core/types.js';
+import type { Notifier } from '../../src/core/ports.js';
 
 const work = mkdtempSync(join(tmpdir(), 'ops-metrics-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const SECRET = 'metrics-token-secret-0123';
+const up = { ping: (): Promise<void> => Promise.resolve() };
 
 function event(overrides: Partial<DeployEvent> = {}): DeployEvent {
   return {
@@ -121,44 +124,40 @@ describe('Metrics', () => {
     expect(sampleValue(text, 'deployer_upstream_call_duration_seconds_count', { system: 'git', operation: 'resolve' })).toBe(1);
   });
 
-  it('engineWithMetrics(): a run counts as in flight until it settles, success or failure', async () => {
-    const metrics = new Metrics({ defaultMetrics: false });
-    const gates: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-    const engine = engineWithMetrics(
-      {
-        run: (_request: DeployRequest): Promise<void> => new Promise<void>((resolve, reject) => void gates.push({ resolve, reject })),
-        tags: (): Promise<string[]> => Promise.resolve(['t']),
-      },
-      metrics,
-    );
-    const inFlight = async (): Promise<number | undefined> => sampleValue(await metrics.render(), 'deployer_deploys_in_flight');
-    const request = {} as DeployRequest;
-    const first = engine.run(request);
-    const second = engine.run(request);
-    expect(await engine.tags()).toEqual(['t']);
-    expect(await inFlight()).toBe(2);
-    gates[0]?.resolve();
-    await first;
-    expect(await inFlight()).toBe(1);
-    gates[1]?.reject(new Error('failed'));
-    await expect(second).rejects.toThrow('failed');
-    expect(await inFlight()).toBe(0);
-  });
-
-  it('notifierWithMetrics(): counts what the engine reports, then passes it on', async () => {
+  it('createReporter(): counts a request in flight until done; each report is a log line, a count and a notification', async () => {
     const metrics = new Metrics({ defaultMetrics: false });
     const seen: string[] = [];
-    const inner: Notifier = {
+    const notifier: Notifier = {
       deployFailed: (e, err) => Promise.resolve(void seen.push(`failed ${e.service} ${err.message}`)),
       deploySucceeded: (e) => Promise.resolve(void seen.push(`succeeded ${e.service}`)),
     };
-    const notifier = notifierWithMetrics(inner, metrics);
-    await notifier.deploySucceeded(event());
-    await notifier.deployFailed(event({ result: 'failure' }), new Error('boom'));
+    const { logger, logs } = memoryLogger();
+    const reporter = createReporter({ logger, notifier, metrics });
+    const inFlight = async (): Promise<number | undefined> => sampleValue(await metrics.render(), 'deployer_deploys_in_flight');
+
+    const first = reporter.started();
+    const second = reporter.started();
+    expect(await inFlight()).toBe(2);
+    reporter.succeeded(event());
+    first();
+    first();
+    expect(await inFlight()).toBe(1);
+    reporter.failed(event({ result: 'failure' }), new Error('boom'));
+    reporter.failed(event({ result: 'failure', service: 'quiet' }), new Error('young canary'), { notify: false });
+    second();
+    expect(await inFlight()).toBe(0);
+
+    await Promise.resolve();
     expect(seen).toEqual(['succeeded web', 'failed web boom']);
     const text = await metrics.render();
-    expect(sampleValue(text, 'deployer_deploys_total', { result: 'success' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploys_total', { result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', result: 'success' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { service: 'quiet', result: 'failure' })).toBe(1);
+    expect(logs.map((l) => l['msg'])).toEqual([
+      expect.stringMatching(/^web;[^;]*;deploy success;/),
+      expect.stringMatching(/^web;[^;]*;deploy failure;/),
+      expect.stringMatching(/^quiet;[^;]*;deploy failure;/),
+    ]);
   });
 });
 
@@ -166,7 +165,7 @@ describe('GET /metrics and GET /readyz', () => {
   it('/metrics answers the Prometheus text format without a token by default', async () => {
     const metrics = new Metrics();
     metrics.deployFinished(event());
-    const app = buildApp({ config: config(), logger: silentLogger(), version: 't', metrics });
+    const app = buildApp({ config: config(), logger: silentLogger(), version: 't', metrics, deployer: new FakeDeployer(), apiserver: up });
     const res = await app.inject({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
@@ -175,7 +174,7 @@ describe('GET /metrics and GET /readyz', () => {
   });
 
   it('/metrics asks for a token when metrics.requireToken is set', async () => {
-    const app = buildApp({ config: config({ metrics: { requireToken: true } }), logger: silentLogger(), version: 't', metrics: new Metrics() });
+    const app = buildApp({ config: config({ metrics: { requireToken: true } }), logger: silentLogger(), version: 't', metrics: new Metrics(), deployer: new FakeDeployer(), apiserver: up });
     const without = await app.inject({ method: 'GET', url: '/metrics' });
     expect(without.statusCode).toBe(401);
     expect(without.json()).toEqual({ error: 'authentication required' });
@@ -188,15 +187,6 @@ describe('GET /metrics and GET /readyz', () => {
     await app.close();
   });
 
-  it('without metrics there is no /metrics endpoint (the path is then an unknown service of the API)', async () => {
-    const app = buildApp({ config: config(), logger: silentLogger(), version: 't' });
-    expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
-    const res = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: basic('ops', SECRET) } });
-    expect(res.statusCode).toBe(404);
-    expect(res.json()).toEqual({ error: 'service "metrics" is not configured', service: 'metrics' });
-    await app.close();
-  });
-
   it.each(['readyz', 'metrics'])('a service may not be named %s (its endpoint would shadow it)', (name) => {
     expect(() => config({ services: { [name]: { repository: { url: 'https://git.example.com/x.git' } } } })).toThrow(
       `services.${name}: the name is reserved for the deployer's own endpoint /${name}`,
@@ -204,7 +194,7 @@ describe('GET /metrics and GET /readyz', () => {
   });
 
   it('/readyz is 200 when the cache is writable and the apiserver answers; no token needed', async () => {
-    const app = buildApp({ config: config(), logger: silentLogger(), version: 't', apiserver: { ping: () => Promise.resolve() } });
+    const app = buildApp({ config: config(), logger: silentLogger(), version: 't', apiserver: up, metrics: new Metrics(), deployer: new FakeDeployer() });
     const res = await app.inject({ method: 'GET', url: '/readyz' });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ status: 'ready', checks: { config: 'ok', cache: 'ok', kubernetes: 'ok' } });
@@ -221,6 +211,8 @@ describe('GET /metrics and GET /readyz', () => {
       config: config({ cache: { dir: join(file, 'cache') } }),
       logger,
       version: 't',
+      metrics: new Metrics(),
+      deployer: new FakeDeployer(),
       apiserver: {
         ping: () =>
           apiserverUp ? Promise.resolve() : Promise.reject(new UpstreamError('kubernetes', 'the Kubernetes apiserver at https://10.0.0.1 is unreachable')),
@@ -253,11 +245,11 @@ describe('GET /metrics and GET /readyz', () => {
   });
 });
 
-describe('KubeClient.ping against the test ground', () => {
+describe('Kubernetes.ping against the test ground', () => {
   it('resolves for an identity without any RBAC rule (readiness needs no rights)', async () => {
     const namespace = await createNamespace('ops-ping');
     const kubeconfig = await createRestrictedIdentity({ namespace, rules: [] });
-    await new KubeClient({ kubeconfig, fieldManager: 'deployer', logger: silentLogger() }).ping();
+    await new Kubernetes({ kubeconfig, fieldManager: 'deployer', logger: silentLogger() }).ping();
   });
 
   it('rejects with a 503 UpstreamError when nothing listens', async () => {
@@ -276,7 +268,7 @@ describe('KubeClient.ping against the test ground', () => {
         'current-context': 'c',
       }),
     );
-    const err = await new KubeClient({ kubeconfig, fieldManager: 'deployer', logger: silentLogger() }).ping().then(
+    const err = await new Kubernetes({ kubeconfig, fieldManager: 'deployer', logger: silentLogger() }).ping().then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -285,7 +277,7 @@ describe('KubeClient.ping against the test ground', () => {
   });
 });
 
-describe('metrics of real deploys (HTTP → engine → git, registry, apiserver)', () => {
+describe('metrics of real deploys (HTTP → deployer → git, registry, apiserver)', () => {
   let url: string;
   let close: () => Promise<void>;
   let service: string;
@@ -316,11 +308,7 @@ describe('metrics of real deploys (HTTP → engine → git, registry, apiserver)
       kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
       versions: { registryWaitSeconds: 0 },
     });
-    const metrics = new Metrics();
-    const logger = silentLogger();
-    const engine = createEngine({ config: cfg, logger, version: 't', metrics });
-    const apiserver = new KubeClient({ kubeconfig: cfg.kubernetes.kubeconfig, fieldManager: 'deployer', logger });
-    const app = buildApp({ config: cfg, logger, engine, version: 't', metrics, apiserver });
+    const { app } = wire({ config: cfg, logger: silentLogger(), version: 't' });
     url = await app.listen({ host: '127.0.0.1', port: 0 });
     close = () => app.close();
   });

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { createEngine } from '../../src/deploy/create.js';
+import { wire } from '../../src/wire.js';
 import type { DeployRequest } from '../../src/deploy/types.js';
 import { UpstreamError } from '../../src/errors.js';
-import { KubeLive } from '../../src/kube/live.js';
+import { Kubernetes } from '../../src/kube/kubernetes.js';
 import { createRepo } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, kubeRequest, uniqueName } from '../env/kube-helpers.js';
@@ -84,15 +84,15 @@ describe("the deployer's RBAC (kubernetes/rbac)", () => {
     kubeRequest(method, path, { token, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
 
   it('is enough for a deploy, a canary, and the next deploy that deletes the canary', async () => {
-    const engine = createEngine({ config, logger: silentLogger() });
+    const engine = wire({ config, logger: silentLogger(), version: 't' }).deployer;
     const { apps, core } = adminClient();
     const [c1, c2] = shas as [string, string];
 
-    const first = await engine.run(request('hello', 'deploy', c1));
+    const first = await engine.deploy(request('hello', 'deploy', c1));
     expect(first.objects.map((o) => `${o.kind}:${o.action}`).sort()).toEqual(['ConfigMap:created', 'Deployment:created', 'Service:created']);
-    const canary = await engine.run(request('hello', 'canary', c2));
+    const canary = await engine.deploy(request('hello', 'canary', c2));
     expect(canary.objects).toEqual([expect.objectContaining({ kind: 'Deployment', name: 'hello-canary', action: 'created' })]);
-    const second = await engine.run(request('hello', 'deploy', c2));
+    const second = await engine.deploy(request('hello', 'deploy', c2));
     expect(second.objects.map((o) => `${o.kind}:${o.action}`).sort()).toEqual([
       'ConfigMap:configured',
       'Deployment:configured',
@@ -107,9 +107,9 @@ describe("the deployer's RBAC (kubernetes/rbac)", () => {
   });
 
   it('does not open kinds the services do not ship: a Secret in the manifests fails the dry-run with 502, nothing applied', async () => {
-    const engine = createEngine({ config, logger: silentLogger() });
+    const engine = wire({ config, logger: silentLogger(), version: 't' }).deployer;
     const before = await adminClient().apps.readNamespacedDeployment({ name: 'hello', namespace: target });
-    const err = await engine.run(request('hello', 'deploy', shas[2] ?? '')).then(
+    const err = await engine.deploy(request('hello', 'deploy', shas[2] ?? '')).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -122,8 +122,8 @@ describe("the deployer's RBAC (kubernetes/rbac)", () => {
   });
 
   it('does not reach namespaces without its Role: a deploy there is refused by RBAC', async () => {
-    const engine = createEngine({ config, logger: silentLogger() });
-    const err = await engine.run(request('elsewhere', 'deploy', shas[0] ?? '')).then(
+    const engine = wire({ config, logger: silentLogger(), version: 't' }).deployer;
+    const err = await engine.deploy(request('elsewhere', 'deploy', shas[0] ?? '')).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -146,7 +146,7 @@ describe("the deployer's RBAC (kubernetes/rbac)", () => {
   });
 
   it('is enough for the live reads (state, rollout verdict) in its target namespace, and only there', async () => {
-    const live = new KubeLive({ kubeconfig: config.kubernetes.kubeconfig, logger: silentLogger() });
+    const live = new Kubernetes({ kubeconfig: config.kubernetes.kubeconfig, fieldManager: 'deployer-test', logger: silentLogger() });
     const deployment = await live.getDeployment(target, 'hello');
     expect(deployment?.name).toBe('hello');
     expect((await live.listDeployments(target, 'app=hello')).map((d) => d.name)).toEqual(['hello']);

@@ -2,9 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
-import { createEngine } from '../../src/deploy/create.js';
+import { wire } from '../../src/wire.js';
 import { createRepo } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
 import { adminClient, currentReplicaSet, markDeploymentReady, uniqueName } from '../env/kube-helpers.js';
@@ -68,7 +67,7 @@ describe('self-deploy: the deployer deploys kubernetes/ of its own repository', 
       {},
     );
     const logger = silentLogger();
-    const app = buildApp({ config, logger, engine: createEngine({ config, logger }), version: 't' });
+    const { app } = wire({ config, logger, version: 't' });
     try {
       const res = await app.inject({
         method: 'PUT',

@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { formatDuration, formatEventLine, logDeployEvent } from '../../src/report/event-log.js';
-import type { DeployEvent } from '../../src/report/types.js';
+import type { DeployEvent } from '../../src/core/types.js';
 
 const COMMIT = '025838f3b1c2d4e5f60718293a4b5c6d7e8f9012';
 

@@ -1,18 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { rewrite, SERVICE_LABEL } from '../../src/deploy/rewrite.js';
-import {
-  PREVIOUS,
-  previousAnnotations,
-  previousOf,
-  recordPrevious,
-  serviceState,
-  versionOf,
-} from '../../src/deploy/state.js';
+import { rewrite } from '../../src/deploy/rewrite.js';
+import { previousAnnotations, previousOf, recordPrevious, serviceState, versionOf } from '../../src/deploy/state.js';
 import { doomOf, judge, rolloutTargets } from '../../src/deploy/verdict.js';
 import { parseDuration, Wait } from '../../src/http/flow-routes.js';
-import type { LiveDeployment, LivePod } from '../../src/kube/live.js';
-import type { KubeObject } from '../../src/kube/types.js';
+import { PREVIOUS, SERVICE_LABEL } from '../../src/core/keys.js';
+import type { KubeObject, LiveDeployment, LivePod } from '../../src/core/types.js';
 
 const IMAGE = 'registry.example.com/team/shop';
 const D1 = `sha256:${'1'.repeat(64)}`;

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { ServiceConfig } from '../../src/config/load.js';
 import { holderIdentity, LeaseLock, leaseName } from '../../src/deploy/lease.js';
 import { ConflictError } from '../../src/errors.js';
-import type { LeaseRecord, LeaseSpec, LeaseStore } from '../../src/kube/leases.js';
+import type { LeaseRecord, LeaseSpec } from '../../src/core/types.js';
+import type { LeaseStore } from '../../src/core/ports.js';
 
 /** An in-memory Lease store with the apiserver's optimistic concurrency: an update must name the current version. */
 class MemoryLeases implements LeaseStore {

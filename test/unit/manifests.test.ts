@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ManifestError } from '../../src/errors.js';
-import type { KubeObject } from '../../src/kube/types.js';
 import {
   imagesOf,
   parseManifests,
@@ -8,7 +7,7 @@ import {
   type ManifestLimits,
   type ManifestProblem,
 } from '../../src/deploy/manifests.js';
-import type { ManifestFile } from '../../src/source/types.js';
+import type { KubeObject, ManifestFile } from '../../src/core/types.js';
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InputError, ManifestError } from '../../src/errors.js';
-import type { KubeObject } from '../../src/kube/types.js';
 import { canaryName, rewrite, type RewriteOptions } from '../../src/deploy/rewrite.js';
+import type { KubeObject } from '../../src/core/types.js';
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
 

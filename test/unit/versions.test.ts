@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { ServiceConfig } from '../../src/config/load.js';
 import { ConflictError, InputError, NotFoundError } from '../../src/errors.js';
 import { parseImageRef } from '../../src/registry/image-ref.js';
-import type { ImageRef, Registry } from '../../src/registry/types.js';
-import type { Source } from '../../src/source/types.js';
-import { commitOfTag, resolveVersion, tagMatchesCommit } from '../../src/deploy/versions.js';
+import { commitOfTag, refOf, tagMatchesCommit, versionAt, type ResolvedVersion, type VersionDeps, type VersionOptions } from '../../src/deploy/versions.js';
+import type { ImageRef } from '../../src/core/types.js';
+import type { Registry, Source } from '../../src/core/ports.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 const OTHER = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -53,7 +53,19 @@ function fakeRegistry(tagsByImage: Record<string, string[][]>): Registry & { pol
   return reg;
 }
 
-const images = (...names: string[]) => () => Promise.resolve(names.map((n) => parseImageRef(n)));
+const images = (...names: string[]) => names.map((n) => parseImageRef(n));
+
+/** The pipeline's first three steps, as the deploy runs them: the ref, the commit, then the version at it. */
+async function resolveVersion(
+  deps: VersionDeps,
+  options: VersionOptions,
+  svc: ServiceConfig,
+  request: { commit?: string; tag?: string },
+  imagesAt: readonly ImageRef[],
+): Promise<ResolvedVersion> {
+  const commit = await deps.source.resolve(svc, refOf(svc, request));
+  return versionAt(deps, options, svc, request, commit, imagesAt);
+}
 const noSleep = () => Promise.resolve();
 const opts = { registryWaitSeconds: 55, pinDigests: true };
 

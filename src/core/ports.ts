@@ -1,0 +1,101 @@
+import type { ServiceConfig } from '../config/load.js';
+import type {
+  CommitFacts,
+  DeployEvent,
+  ImageRef,
+  KubeObject,
+  LeaseRecord,
+  LeaseSpec,
+  LiveDeployment,
+  LivePod,
+  LiveReplicaSet,
+  ManifestFile,
+  ObjectFailure,
+  ObjectResult,
+} from './types.js';
+
+/**
+ * The ports: what the deploy domain (src/deploy) needs of the outside world, named for the domain's needs, not for
+ * the vendors' APIs (STYLE.md habit 2). The adapters (src/source, src/registry, src/kube, src/report) implement them;
+ * src/wire.ts builds each adapter once and hands them in. Tests give small fakes of them.
+ */
+
+/**
+ * A service's version control system, read through a per-pod cache (thesis 5.3.3).
+ * Errors: `NotFoundError` for an unknown commit/branch/revision, `InputError` for a malformed reference,
+ * `UpstreamError` ('git' | 'svn') when the remote fails or times out and the answer is not cached.
+ */
+export interface Source {
+  /**
+   * The full version id (40-hex SHA, or svn revision number as a string) of `ref`: a full or short SHA, a branch
+   * name, or an svn revision. Fetches only when the commit is not cached; a branch name always fetches the branch.
+   */
+  resolve(service: ServiceConfig, ref: string): Promise<string>;
+  /** Every file below the service's `manifestsDir` at `commit` (a full id from `resolve`), read without a checkout. */
+  filesAt(service: ServiceConfig, commit: string): Promise<ManifestFile[]>;
+  commitFacts(service: ServiceConfig, commit: string): Promise<CommitFacts>;
+}
+
+/**
+ * A Docker Registry HTTP API v2 client.
+ * Errors: `UpstreamError('registry')` for 401/403 ("registry denied access to IMAGE"), 5xx and timeouts;
+ * `NotFoundError` for an unknown repository.
+ */
+export interface Registry {
+  /** Every tag of the image's repository, following `Link` pagination. */
+  tags(image: ImageRef): Promise<string[]>;
+  /** The manifest digest of `image:tag`, or undefined when the tag does not exist. */
+  digestOf(image: ImageRef, tag: string): Promise<string | undefined>;
+}
+
+/** What a deploy writes to the cluster. */
+export interface Cluster {
+  /** Whether a kind is namespaced; undefined for a kind the cluster does not serve. */
+  scopeOf(apiVersion: string, kind: string): Promise<{ readonly namespaced: boolean } | undefined>;
+  /** The value of annotation `key` on each object's live counterpart (undefined: none, or not annotated). */
+  liveAnnotations(objects: KubeObject[], key: string): Promise<(string | undefined)[]>;
+  /** Every object the apiserver would refuse, with its reason; empty when all would apply. */
+  dryRun(objects: KubeObject[]): Promise<ObjectFailure[]>;
+  apply(objects: KubeObject[]): Promise<ObjectResult[]>;
+  deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]>;
+}
+
+/** What the flows read of the cluster. */
+export interface LiveReader {
+  getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined>;
+  listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]>;
+  listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]>;
+  listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
+}
+
+/** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */
+export interface LeaseStore {
+  get(namespace: string, name: string): Promise<LeaseRecord | undefined>;
+  create(namespace: string, name: string, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
+  update(record: LeaseRecord, spec: LeaseSpec): Promise<LeaseRecord | 'conflict'>;
+}
+
+/** The readiness probe's check of the apiserver: resolves when it answers and is ready. */
+export interface Pinger {
+  ping(): Promise<void>;
+}
+
+/**
+ * Tells people about deploys (thesis 5.3.5): errors of non-depctl callers go to the error report system and chat.
+ * Neither method ever rejects: a notifier that fails is logged, never the reason a deploy fails.
+ */
+export interface Notifier {
+  deployFailed(event: DeployEvent, error: Error): Promise<void>;
+  deploySucceeded(event: DeployEvent): Promise<void>;
+}
+
+/**
+ * Every report of a finished deploy, canary, rollback or promote, in one place: the event log line, the metrics and
+ * the notifiers. `started` counts a deploy in flight until the function it returns is called.
+ */
+export interface Reporter {
+  started(): () => void;
+  succeeded(event: DeployEvent): void;
+  /** `notify: false` for an outcome that is the state of things (a young canary), not a failure worth an alarm. */
+  failed(event: DeployEvent, error: Error, options?: { readonly notify?: boolean }): void;
+}

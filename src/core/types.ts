@@ -1,0 +1,176 @@
+/**
+ * The data every layer shares: Kubernetes objects as manifests hold them, what a deploy did, and what the
+ * deployer's ports (ports.ts) take and give. Plain data only: this folder imports only config types.
+ */
+
+/** A Kubernetes object as read from a manifest (validated for these fields, the rest passed through). */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string | undefined;
+    labels?: Record<string, string> | undefined;
+    annotations?: Record<string, string> | undefined;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export type ObjectAction = 'created' | 'configured' | 'unchanged' | 'deleted';
+
+export interface ObjectResult {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace?: string | undefined;
+  readonly name: string;
+  readonly action: ObjectAction;
+}
+
+/** One object the apiserver (or the deployer's own checks) refused. */
+export interface ObjectFailure {
+  readonly kind: string;
+  readonly namespace?: string | undefined;
+  readonly name: string;
+  readonly reason: string;
+}
+
+export type DeployKind = 'deploy' | 'canary' | 'rollback' | 'promote';
+export type Track = 'stable' | 'canary';
+
+/** Who asked: the token's name and the client, which decides where errors are reported (thesis 5.3.5). */
+export interface Caller {
+  readonly token: string;
+  readonly userAgent?: string | undefined;
+}
+
+export type DeployOutcome = 'success' | 'failure';
+
+/** What the deployer knows about one finished deploy, canary, rollback or promote; the facts of every report. */
+export interface DeployEvent {
+  readonly service: string;
+  readonly kind: DeployKind;
+  readonly commit?: string | undefined;
+  readonly tag?: string | undefined;
+  readonly result: DeployOutcome;
+  readonly durationMs: number;
+  /** The commit's author, as git (or svn) names them. */
+  readonly author?: string | undefined;
+  /** Lines added and removed since the version that ran before, when the source could tell. */
+  readonly insertions?: number | undefined;
+  readonly deletions?: number | undefined;
+  readonly caller: Caller;
+  readonly requestId: string;
+  /** On failure: what the caller was answered (the error's class, its safe message and the HTTP status). */
+  readonly error?: { readonly name: string; readonly message: string; readonly status: number } | undefined;
+}
+
+/** A file of a service's manifests directory at one version; `path` is relative to the repository root. */
+export interface ManifestFile {
+  readonly path: string;
+  readonly content: Buffer;
+}
+
+/** Facts about one commit (or svn revision) for the event log. */
+export interface CommitFacts {
+  /** Full SHA (git) or revision number (svn). */
+  readonly commit: string;
+  readonly author: string;
+  /** ISO 8601. */
+  readonly date: string;
+  /** Lines added and removed against the first parent (svn: the previous revision). */
+  readonly insertions: number;
+  readonly deletions: number;
+}
+
+/** A parsed image reference: `registry/repository[:tag][@digest]`, Docker Hub defaults made explicit. */
+export interface ImageRef {
+  /** Host with port where given; `docker.io` for Docker Hub (its API is at registry-1.docker.io). */
+  readonly registry: string;
+  /** Path in the registry; `library/` prefixed for official Docker Hub images. */
+  readonly repository: string;
+  readonly tag?: string | undefined;
+  /** `sha256:...` */
+  readonly digest?: string | undefined;
+  /** The reference as written in the manifest. */
+  readonly original: string;
+}
+
+export interface DeploymentCondition {
+  readonly type: string;
+  readonly status: string;
+  readonly reason?: string | undefined;
+  readonly message?: string | undefined;
+}
+
+/** A Deployment as the deployer reads it. */
+export interface LiveDeployment {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly generation: number;
+  readonly createdAt?: string | undefined;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly selector: Readonly<Record<string, string>>;
+  /** The images of the pod template's containers and init containers, as applied. */
+  readonly images: readonly string[];
+  /** `spec.replicas` (1 when unset, as the apiserver defaults it). */
+  readonly desired: number;
+  readonly status: {
+    readonly observedGeneration: number;
+    readonly replicas: number;
+    readonly updated: number;
+    readonly ready: number;
+    readonly available: number;
+    readonly conditions: readonly DeploymentCondition[];
+  };
+}
+
+export interface LiveReplicaSet {
+  readonly name: string;
+  readonly uid: string;
+  readonly ownerUids: readonly string[];
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly desired: number;
+}
+
+export interface LiveContainer {
+  readonly name: string;
+  readonly ready: boolean;
+  readonly restarts: number;
+  /** Why the container waits (`CrashLoopBackOff`, `ImagePullBackOff`, `ContainerCreating`, ...), if it does. */
+  readonly waiting?: string | undefined;
+  readonly message?: string | undefined;
+}
+
+export interface LivePod {
+  readonly name: string;
+  readonly ownerUids: readonly string[];
+  /** Being deleted: no longer counted. */
+  readonly terminating: boolean;
+  readonly containers: readonly LiveContainer[];
+}
+
+/** A coordination.k8s.io/v1 Lease as the deploy lock uses it. */
+export interface LeaseRecord {
+  readonly namespace: string;
+  readonly name: string;
+  /** Optimistic concurrency: an update names the version it read and fails (conflict) if the Lease changed since. */
+  readonly resourceVersion: string;
+  readonly holder?: string | undefined;
+  readonly durationSeconds?: number | undefined;
+  readonly acquireTime?: Date | undefined;
+  readonly renewTime?: Date | undefined;
+  readonly transitions: number;
+}
+
+/** What a holder writes. */
+export interface LeaseSpec {
+  readonly holder: string | undefined;
+  readonly durationSeconds: number;
+  readonly acquireTime: Date | undefined;
+  readonly renewTime: Date | undefined;
+  readonly transitions: number;
+}

@@ -1,0 +1,251 @@
+import type { Logger } from 'pino';
+import type { Config, ServiceConfig } from '../config/load.js';
+import { SERVICE_ANNOTATION } from '../core/keys.js';
+import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
+import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
+import { shortCommit } from '../core/util.js';
+import { ConflictError, ManifestError } from '../errors.js';
+import { parseImageRef, withVersion } from '../registry/image-ref.js';
+import type { Hold } from './lock.js';
+import { parseManifests, untaggedImages } from './manifests.js';
+import { applyOrder } from './order.js';
+import { canaryName, rewrite } from './rewrite.js';
+import { recordPrevious } from './state.js';
+import type { DeployedImage, DeployRequest } from './types.js';
+import { refOf, versionAt, type ResolvedVersion } from './versions.js';
+
+/**
+ * The deploy of thesis 5.3 as a pipeline: each step takes the plan and returns it with one more thing known.
+ * resolve the commit → read the manifests at it → resolve the version (tag, digests) → place (namespaces, kinds) →
+ * rewrite → under the Lease: remember the previous version → guard (ownership) → dry-run → apply.
+ * Nothing here locks or reports: `Deployer` wraps the pipeline in the service's lock and its one report.
+ */
+export interface PipelineDeps {
+  readonly config: Pick<Config, 'versions'>;
+  readonly source: Source;
+  readonly registry: Registry;
+  readonly cluster: Cluster;
+  readonly live: Pick<LiveReader, 'getDeployment'>;
+  readonly logger: Logger;
+  /** For tests of the registry wait. */
+  readonly sleep?: ((ms: number) => Promise<void>) | undefined;
+}
+
+/** What is known of a deploy so far; each step adds to it. */
+interface Located {
+  readonly request: DeployRequest;
+  readonly service: ServiceConfig;
+  readonly track: Track;
+  readonly commit: string;
+  /** The event log's commit facts, read while the rest goes on; never rejects. */
+  readonly facts: Promise<CommitFacts | undefined>;
+}
+interface Read extends Located {
+  readonly objects: readonly KubeObject[];
+  readonly untagged: readonly ImageRef[];
+}
+interface Versioned extends Read {
+  readonly version: ResolvedVersion;
+}
+
+/** A deploy that went through: the version, what each untagged image became, and what happened to each object. */
+export interface Applied {
+  readonly version: ResolvedVersion;
+  readonly images: readonly DeployedImage[];
+  readonly results: readonly ObjectResult[];
+  readonly facts: Promise<CommitFacts | undefined>;
+}
+
+/** Runs the pipeline; `hold` takes the Lease for the cluster phase (or runs it as it is, when a flow holds it). */
+export async function runPipeline(deps: PipelineDeps, request: DeployRequest, hold: Hold): Promise<Applied> {
+  const located = await locate(deps, request);
+  const read = await readManifests(deps, located);
+  const versioned = await resolveVersion(deps, read);
+  const placed = await place(deps, versioned);
+  const rewritten = rewriteFor(placed);
+  return hold(async () => {
+    const remembered = await rememberPrevious(deps, rewritten);
+    const guarded = await guard(deps, remembered);
+    const checked = await dryRun(deps, guarded);
+    return apply(deps, checked);
+  });
+}
+
+async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Located> {
+  const { service } = request;
+  const commit = await deps.source.resolve(service, refOf(service, request));
+  return {
+    request,
+    service,
+    track: request.kind === 'canary' ? 'canary' : 'stable',
+    commit,
+    facts: deps.source.commitFacts(service, commit).catch((err: unknown) => {
+      // The event log's facts are nice to have; their lack never fails a deploy that went through.
+      deps.logger.warn({ err, service: service.name, commit }, 'commit facts unavailable');
+      return undefined;
+    }),
+  };
+}
+
+async function readManifests(deps: PipelineDeps, plan: Located): Promise<Read> {
+  const objects = await manifestsAt(deps.source, plan.service, plan.commit);
+  return { ...plan, objects, untagged: untaggedImages(objects).map((image) => parseImageRef(image)) };
+}
+
+async function resolveVersion(deps: PipelineDeps, plan: Read): Promise<Versioned> {
+  const version = await versionAt(
+    { source: deps.source, registry: deps.registry, sleep: deps.sleep },
+    deps.config.versions,
+    plan.service,
+    plan.request,
+    plan.commit,
+    plan.untagged,
+  );
+  return { ...plan, version };
+}
+
+/**
+ * Puts namespaced objects into the service's namespace and refuses what the service may not touch: other
+ * namespaces and cluster-scoped kinds, unless its config allows them (a repository must not grant itself rights).
+ */
+async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
+  const { service } = plan;
+  const refused: ObjectFailure[] = [];
+  const placed: KubeObject[] = [];
+  for (const object of plan.objects) {
+    const { kind, metadata } = object;
+    const scope = await deps.cluster.scopeOf(object.apiVersion, kind);
+    if (scope === undefined) {
+      refused.push({ kind, name: metadata.name, reason: `unknown kind ${object.apiVersion}/${kind}` });
+    } else if (!scope.namespaced) {
+      if (service.allowClusterScoped) placed.push(object);
+      else refused.push({ kind, name: metadata.name, reason: `cluster-scoped ${kind} is not allowed for service ${service.name}` });
+    } else {
+      const namespace = metadata.namespace ?? service.namespace;
+      if (namespace === service.namespace || service.allowNamespaces.includes(namespace)) {
+        placed.push({ ...object, metadata: { ...metadata, namespace } });
+      } else {
+        refused.push({ kind, namespace, name: metadata.name, reason: `namespace ${namespace} is not allowed for service ${service.name}` });
+      }
+    }
+  }
+  if (refused.length > 0) {
+    throw new ManifestError(`${refused.length} object(s) refused; nothing was applied`, { detail: { failures: refused } });
+  }
+  return { ...plan, objects: placed };
+}
+
+/** The thesis' rewrite (rewrite.ts), in apply order, each object marked as the service's own. */
+function rewriteFor(plan: Versioned): Versioned {
+  const { service, version, request } = plan;
+  const rewritten = rewrite(plan.objects, {
+    track: plan.track,
+    tag: version.tag,
+    commit: version.commit,
+    digests: version.digests,
+    caller: request.caller.token,
+    requestId: request.requestId,
+    namespace: service.namespace,
+    now: new Date().toISOString(),
+    service: service.name,
+  });
+  const objects = applyOrder(rewritten).map((o) => ownedBy(o, service.name));
+  if (objects.length === 0) {
+    throw new ManifestError(
+      plan.track === 'canary'
+        ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(version.commit)}: nothing to deploy as canary`
+        : `no objects in ${service.manifestsDir}/ at ${shortCommit(version.commit)}`,
+    );
+  }
+  return { ...plan, objects };
+}
+
+/** Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it. */
+async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
+  if (plan.track !== 'stable') return plan;
+  return { ...plan, objects: await recordPrevious(deps.live, plan.objects, plan.request.kind, plan.version) };
+}
+
+/**
+ * Two services must not write the same object: one would silently take over the other's Deployment or Service
+ * (server-side apply with one field manager and `force` cannot tell them apart). An object another service
+ * deployed is refused; one without the annotation (deployed before it existed, or by hand) is taken over.
+ */
+async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
+  const { service } = plan;
+  const owners = await deps.cluster.liveAnnotations([...plan.objects], SERVICE_ANNOTATION);
+  const foreign: ObjectFailure[] = [];
+  plan.objects.forEach((o, i) => {
+    const owner = owners[i];
+    if (owner === undefined || owner === service.name) return;
+    foreign.push({
+      kind: o.kind,
+      namespace: o.metadata.namespace,
+      name: o.metadata.name,
+      reason: `${o.kind} "${o.metadata.name}" belongs to service ${owner}; service ${service.name} may not change it`,
+    });
+  });
+  if (foreign.length > 0) {
+    throw new ConflictError(`${foreign.map((f) => f.reason).join('; ')}; nothing was applied`, { detail: { failures: foreign } });
+  }
+  return plan;
+}
+
+async function dryRun(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
+  const failures = await deps.cluster.dryRun([...plan.objects]);
+  if (failures.length > 0) {
+    throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, { detail: { failures } });
+  }
+  return plan;
+}
+
+/** A stable deploy removes the canaries first, so that never more than two versions run (thesis 5.5); then applies. */
+async function apply(deps: PipelineDeps, plan: Versioned): Promise<Applied> {
+  const deleted = plan.track === 'stable' ? await deleteCanaries(deps, plan) : [];
+  const applied = await deps.cluster.apply([...plan.objects]);
+  return {
+    version: plan.version,
+    images: plan.untagged.map((ref) => ({
+      original: ref.original,
+      applied: withVersion(ref, plan.version.tag, Object.hasOwn(plan.version.digests, ref.original) ? plan.version.digests[ref.original] : undefined),
+    })),
+    results: [...deleted, ...applied],
+    facts: plan.facts,
+  };
+}
+
+/**
+ * Removes the canaries of the stable Deployments about to be applied: only those this service deployed (by the
+ * ownership annotation), so a Deployment that merely has the name `NAME-canary` is never deleted.
+ */
+async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<ObjectResult[]> {
+  const { service } = plan;
+  const candidates: KubeObject[] = plan.objects
+    .filter((o) => o.kind === 'Deployment')
+    .map((o) => ({
+      apiVersion: o.apiVersion,
+      kind: 'Deployment',
+      metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
+    }));
+  if (candidates.length === 0) return [];
+  const owners = await deps.cluster.liveAnnotations(candidates, SERVICE_ANNOTATION);
+  const byNamespace = new Map<string, string[]>();
+  candidates.forEach((c, i) => {
+    if (owners[i] !== service.name) return;
+    const ns = c.metadata.namespace ?? service.namespace;
+    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
+  });
+  const results: ObjectResult[] = [];
+  for (const [ns, names] of byNamespace) results.push(...(await deps.cluster.deleteDeployments(ns, names)));
+  return results;
+}
+
+/** The objects of a service's manifests directory at `commit`. */
+export async function manifestsAt(source: Source, service: ServiceConfig, commit: string): Promise<KubeObject[]> {
+  const files = await source.filesAt(service, commit);
+  return parseManifests(files, service.manifestsDir).map((m) => m.object);
+}
+
+function ownedBy(object: KubeObject, service: string): KubeObject {
+  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [SERVICE_ANNOTATION]: service } } };
+}
