@@ -1,7 +1,7 @@
 import { InputError, ManifestError } from '../errors.js';
 import type { KubeObject } from '../kube/types.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
-import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './manifests.js';
+import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './pod-template.js';
 import type { Track } from './types.js';
 
 /** Label keys and values the thesis names (5.3.4, 5.4): `track=stable|canary` and the version as `tag`. */

@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ManifestError } from '../../src/errors.js';
 import type { KubeObject } from '../../src/kube/types.js';
-import {
-  imagesOf,
-  parseManifests,
-  untaggedImages,
-  type ManifestLimits,
-  type ManifestProblem,
-} from '../../src/deploy/manifests.js';
+import { parseManifests, type ManifestLimits, type ManifestProblem } from '../../src/deploy/manifests.js';
+import { imagesOf, untaggedImages } from '../../src/deploy/pod-template.js';
 import type { ManifestFile } from '../../src/source/types.js';
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
