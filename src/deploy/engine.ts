@@ -13,6 +13,7 @@ import type { LeaseLock } from './lease.js';
 import { ServiceLocks } from './lock.js';
 import { resolvePinned } from './pinned.js';
 import { recordPrevious } from './state.js';
+import { withApiDefaults } from './defaults.js';
 import { parseManifests } from './manifests.js';
 import { untaggedImages } from './pod-template.js';
 import { applyOrder } from './order.js';
@@ -109,7 +110,7 @@ export class Engine implements DeployEngine {
           async () => {
             // Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it.
             const remembered = track === 'stable' && this.#deps.live !== undefined ? await recordPrevious(this.#deps.live, rewritten, request.kind, v) : rewritten;
-            const ordered = applyOrder(remembered).map((o) => ownedBy(o, service.name));
+            const ordered = applyOrder(withApiDefaults(remembered)).map((o) => ownedBy(o, service.name));
             if (ordered.length === 0) {
               throw new ManifestError(
                 track === 'canary'
