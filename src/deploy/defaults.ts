@@ -2,15 +2,17 @@ import type { KubeObject } from '../kube/types.js';
 import { asRecord, groupOf, podTemplateOf } from './pod-template.js';
 
 /**
- * Server-side apply merges an associative list (`x-kubernetes-list-type: map`) element by element on its key fields.
- * Before Kubernetes 1.21 it merges before the API's defaults are applied, so an element that omits a key field the API
- * would default is refused ("associative list with keys has an element that omits key field \"protocol\"",
- * kubernetes#98576), where kubectl's client-side apply deploys the same manifest. The 1.20 OpenAPI has two such keys
- * that the API defaults: `protocol` of Service ports (keys port + protocol) and of container ports (keys containerPort +
- * protocol), both defaulted to TCP. Every other list-map or merge key of the core, apps and batch types is required
- * (`name`, `mountPath`, `devicePath`, `topologyKey` + `whenUnsatisfiable`) or not defaulted by the API (`ip` of
- * hostAliases, `name` of imagePullSecrets and of a ServiceAccount's secrets): an element without it fails under kubectl
- * too, so it is left for the apiserver to refuse. Endpoints, EndpointSlice and NetworkPolicy ports are atomic lists.
+ * Server-side apply merges an associative list (`x-kubernetes-list-type: map`, or a merge key) element by element on
+ * its key fields. Before Kubernetes 1.21 it refuses an applied element that omits a key field, even one the API would
+ * default ("associative list with keys has an element that omits key field \"protocol\"", kubernetes#98576), where
+ * kubectl's client-side apply deploys the same manifest.
+ *
+ * The 1.20 OpenAPI of the core, apps and batch types has two such keys that the API defaults, both to TCP: `protocol`
+ * of Service ports (keys port + protocol) and of container ports (keys containerPort + protocol). Every other list-map
+ * or merge key there is required (`name` of containers, env and volumes, `mountPath`, `devicePath`, `topologyKey` +
+ * `whenUnsatisfiable`), so kubectl fails without it too, or has no API default to fill in (`ip` of hostAliases,
+ * `name` of imagePullSecrets and of a ServiceAccount's secrets), so it is sent as written. Endpoints, EndpointSlice
+ * and NetworkPolicy ports are atomic lists: their protocol is defaulted by the API but is no key.
  */
 const DEFAULT_PROTOCOL = 'TCP';
 
