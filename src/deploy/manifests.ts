@@ -320,6 +320,7 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 const API_VERSION = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const KIND = /^[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$/;
 const RBAC_GROUP = 'rbac.authorization.k8s.io';
+const KUSTOMIZE_GROUP = 'kustomize.config.k8s.io';
 
 const stringMap = z.record(z.string(), z.string()).nullish();
 
@@ -345,8 +346,14 @@ const ObjectSchema = z
   });
 
 function validate(value: unknown, fail: (reason: string) => void): KubeObject | undefined {
-  if (asRecord(value) === undefined) {
+  const record = asRecord(value);
+  if (record === undefined) {
     fail('a document must be a mapping (a Kubernetes object)');
+    return undefined;
+  }
+  if (typeof record['apiVersion'] === 'string' && groupOf(record['apiVersion']) === KUSTOMIZE_GROUP) {
+    // The most common file in a manifests directory that is no object (kustomize's own), so its refusal says what to do.
+    fail(`a ${String(record['kind'])} is kustomize's input, not a Kubernetes object (kubectl apply -f refuses it too): keep it out of the manifests directory`);
     return undefined;
   }
   const result = ObjectSchema.safeParse(value);
