@@ -1,8 +1,9 @@
 import { InputError, ManifestError } from '../errors.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
-import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './manifests.js';
+import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './pod-template.js';
 import { ANNOTATIONS, CANARY_OF_LABEL, ENV, SERVICE_LABEL, TAG_LABEL, TRACK_LABEL } from '../core/keys.js';
-import type { KubeObject, Track } from '../core/types.js';
+import type { Track } from '../core/types.js';
+import type { KubeObject } from '../core/types.js';
 
 export interface RewriteOptions {
   readonly track: Track;
