@@ -5,7 +5,7 @@ import type { Flows } from '../deploy/flows.js';
 import type { DeploymentState } from '../deploy/state.js';
 import type { DeployEngine, DeployKind, DeployResult, ImageTags } from '../deploy/types.js';
 import { NotFoundError, NotImplementedError } from '../errors.js';
-import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
+import { authenticate, authorizeService, mayAccess, type Principal } from './auth.js';
 import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
 import { registerHookRoutes } from './hook-routes.js';
 import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
@@ -69,8 +69,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
   const guard = (action: Action) =>
     syncHook((request) => {
       const { service } = ServiceParams.parse(request.params);
-      authorize(principalOf(request), action, service);
-      serviceNamed(service);
+      authorizeService(principalOf(request), action, service, config.services);
     });
   const requireEngine = (what: string): DeployEngine => {
     if (engine === undefined) throw new NotImplementedError(`${what} is not available: this deployer has no deploy engine`);
