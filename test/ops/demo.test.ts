@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -109,5 +110,42 @@ describe('npm run demo (scripts/demo.ts)', () => {
     expect(existsSync(base)).toBe(false);
     expect(demoFolders()).toEqual(before);
     expect(existsSync(join(tmpdir(), 'deployer-ground-pids', `${demo.pid ?? ''}.pids`))).toBe(false);
+  }, 300_000);
+});
+
+describe('npm run demo that fails', () => {
+  it('exits 1, keeps only its logs, and says where they are', async () => {
+    // The port the demo is told to use is taken: its deployer cannot listen, after the servers started.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = taken.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    try {
+      const demo = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--port', String(port)], {
+        cwd: process.cwd(),
+        env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(demo);
+      let out = '';
+      demo.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
+      demo.stderr?.setEncoding('utf8').on('data', (c: string) => (out += c));
+      const code = await new Promise<number | string>((resolve) => demo.on('exit', (c, signal) => resolve(c ?? signal ?? 'unknown')));
+      expect(code, out).toBe(1);
+      expect(out).toMatch(/EADDRINUSE/);
+      const kept = /^demo: failed; the logs are kept in (\S+)\/logs \(remove (\S+) when done\)$/m.exec(out);
+      expect(kept, out).not.toBeNull();
+      const base = kept?.[1] ?? '';
+      expect(kept?.[2]).toBe(base);
+      try {
+        expect(readdirSync(base)).toEqual(['logs']);
+        expect(readdirSync(join(base, 'logs'))).toEqual(expect.arrayContaining(['kube-apiserver.log']));
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+      expect(out).toMatch(/^demo: stopped$/m);
+    } finally {
+      taken.close();
+    }
   }, 300_000);
 });
