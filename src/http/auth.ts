@@ -101,7 +101,8 @@ export function authorizeService(
   services: Readonly<Record<string, unknown>>,
 ): void {
   const readable = Object.keys(services).filter((s) => mayAccess(principal, 'read', s));
-  const near = nearest(name, readable);
+  // A name the token may read is no typo, even with another service near it.
+  const near = readable.includes(name) ? undefined : nearest(name, readable);
   const hint = near === undefined ? '' : ` (did you mean ${near}?)`;
   const suggestion = near === undefined ? {} : { didYouMean: near };
   if (!mayAccess(principal, action, name)) {

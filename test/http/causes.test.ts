@@ -126,6 +126,22 @@ describe('a mistyped service name', () => {
     expect(outside.body).toEqual({ error: 'token "ci" may not read service "wen"', token: 'ci', action: 'read', service: 'wen' });
   });
 
+  it('a service the token may read gets no suggestion of another, however near', async () => {
+    const near = await startServer({
+      config: testConfig({
+        services: { web: { repository: { url: 'https://git.example.com/web.git' } }, wen: { repository: { url: 'https://git.example.com/wen.git' } } },
+      }),
+    });
+    try {
+      // reader may read every service but deploy none.
+      const res = await call(`${near.url}/web/deploy`, { method: 'PUT', headers: { ...AS.reader, ...FORM }, body: form({ commit: 'abc1234' }) });
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual({ error: 'token "reader" may not deploy service "web"', token: 'reader', action: 'deploy', service: 'web' });
+    } finally {
+      await near.close();
+    }
+  });
+
   it('nearest() takes typos only', () => {
     expect(editDistance('comit', 'commit')).toBe(1);
     expect(editDistance('tga', 'tag')).toBe(1);
