@@ -13,7 +13,8 @@ import type { LogLevel } from './config/schema.js';
  *
  * Here the lines go through `process.stdout`, which Node keeps non-blocking for pipes: a line that the pipe does not
  * take waits in memory (bounded), a line that cannot be written (the reader is gone: EPIPE) is counted, and the exit
- * never waits for stdout. What is still unwritten when the process exits is counted on stderr, in one line.
+ * never waits for stdout. What is still unwritten when the process exits is counted on stderr, in one line. A file
+ * takes every line; a terminal is written synchronously by Node (one paused with Ctrl-S holds any program up).
  */
 
 /** Log lines kept in memory while stdout does not take them; beyond this they are dropped, and counted. */
