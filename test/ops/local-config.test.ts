@@ -56,12 +56,12 @@ describe('config.local.yaml (README: Run it on your machine)', () => {
 
     main.process.kill('SIGTERM');
     expect(await main.exit).toBe(0);
-  });
+  }, 180_000);
 
   it('without its token variable, the start names the variable and the key', async () => {
     const main = startChild('src/main.ts', [], { DEPLOYER_CONFIG: 'config.local.yaml', KUBECONFIG: ground('kube').adminKubeconfig });
     children.push(main);
     expect(await main.exit).toBe(1);
     expect(main.stderr.join('')).toBe('deployer: tokens.local.secret: environment variable DEPLOYER_LOCAL_TOKEN is not set\n');
-  });
+  }, 180_000);
 });
