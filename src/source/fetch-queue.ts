@@ -52,7 +52,7 @@ export class FetchQueue {
       return waiting.promise as Promise<T>;
     }
     if (purpose === 'read' && l.reads.length >= this.#options.maxQueuedReads) {
-      throw busy(options.what, `${l.reads.length} reads are already waiting`);
+      throw busy(options.what, `${l.reads.length} read${l.reads.length === 1 ? '' : 's'} already waiting`);
     }
     const job = newJob(key, purpose, run);
     if (purpose === 'deploy') {
@@ -135,5 +135,5 @@ function newJob<T>(key: string, purpose: Purpose, run: () => Promise<T>): Job<T>
 }
 
 function busy(what: string, why: string): UpstreamError {
-  return new UpstreamError('git', `git fetches of ${what} are busy with deploys (${why}); try again in a moment`, { status: 503 });
+  return new UpstreamError('git', `git fetches of ${what} are busy (${why}); try again in a moment`, { status: 503 });
 }

@@ -135,7 +135,8 @@ export class CatFileBatch {
     }
     let stderr = '';
     child.on('error', (err) => reader.fail(new GitSpawnError(errorCode(err), { cause: err })));
-    child.stdin?.on('error', (err) => reader.fail(new GitSpawnError(errorCode(err), { cause: err })));
+    // A write to a reader that died fails with EPIPE; its 'close' says why it died (stderr), which is what counts.
+    child.stdin?.on('error', () => undefined);
     child.stdout?.on('error', (err) => reader.fail(new GitSpawnError(errorCode(err), { cause: err })));
     child.stderr?.on('error', () => undefined);
     child.stdout?.on('data', (chunk: Buffer) => reader.push(chunk));

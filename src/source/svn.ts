@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -44,7 +44,7 @@ export class SvnSource implements Source {
 
   async resolve(service: ServiceConfig, ref: string): Promise<string> {
     const url = baseUrl(service);
-    if (/^head$/i.test(ref)) {
+    if (/^head$/i.test(ref) || namesUrlBranch(url, ref)) {
       const info = await this.#svn(service, ['info', '--xml', '--', `${url}@HEAD`], 'HEAD');
       // The last revision that changed the service's path: the same manifests give the same version.
       const rev = /<commit\s+revision="(\d+)"/.exec(info.stdout.toString('utf8'))?.[1];
@@ -150,11 +150,29 @@ export class SvnSource implements Source {
   }
 }
 
+/**
+ * Whether `ref` is the branch the service's URL names (`trunk` for `svn://host/app/trunk`, `branches/x` for
+ * `…/branches/x`): svn has no branch refs to resolve, so that branch is its head — what `GET /:service/tags` and
+ * tag completion ask for with the service's `defaultBranch`.
+ */
+export function namesUrlBranch(url: string, ref: string): boolean {
+  if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(ref) || ref.split('/').some((p) => p === '.' || p === '..')) return false;
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(url).pathname).replace(/\/+$/, '');
+  } catch {
+    return false;
+  }
+  return path.endsWith(`/${ref}`);
+}
+
 /** An svn revision number from a request ("123", "r123"); anything else is refused before it reaches svn. */
 export function parseRevision(ref: string): string {
   const m = /^r?(\d{1,10})$/i.exec(ref);
   if (m?.[1] === undefined) {
-    throw new InputError(`"${printable(ref)}" is not an svn revision number`, { field: 'commit' });
+    throw new InputError(`"${printable(ref)}" is not an svn revision number (nor HEAD, nor the branch the repository URL names)`, {
+      field: 'commit',
+    });
   }
   return String(Number(m[1]));
 }
@@ -191,10 +209,17 @@ interface RunResult {
 
 function run(command: string, args: readonly string[], options: { input: string; timeoutMs: number }): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(command, [...args], {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', LC_ALL: 'C', LANG: 'C' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(command, [...args], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', LC_ALL: 'C', LANG: 'C' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      // Spawning can throw at once (E2BIG, EINVAL); any error here is the machine's, answered like a failed call.
+      resolve({ code: -1, stdout: Buffer.alloc(0), stderr: String(err), timedOut: false });
+      return;
+    }
     const out: Buffer[] = [];
     let size = 0;
     let stderr = '';
@@ -203,16 +228,18 @@ function run(command: string, args: readonly string[], options: { input: string;
       timedOut = true;
       child.kill('SIGKILL');
     }, options.timeoutMs);
-    child.stdout.on('data', (c: Buffer) => {
+    child.stdout?.on('error', () => undefined);
+    child.stderr?.on('error', () => undefined);
+    child.stdout?.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_MANIFEST_BYTES * 2) child.kill('SIGKILL');
       else out.push(c);
     });
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr?.on('data', (c: Buffer) => {
       if (stderr.length < 64 * 1024) stderr += c.toString('utf8');
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input);
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input);
     child.on('error', (err) => {
       clearTimeout(timer);
       resolve({ code: -1, stdout: Buffer.alloc(0), stderr: String(err), timedOut });
