@@ -31,7 +31,7 @@ const spawned: Record<string, number> = {};
 const cp = createRequire(import.meta.url)('node:child_process') as { spawn: Spawn };
 const original = cp.spawn;
 cp.spawn = function (this: unknown, ...args: Parameters<Spawn>): ReturnType<Spawn> {
-  const name = basename(String(args[0]));
+  const name = process.env["BENCH_SPAWN_ARGS"] === "1" ? `${basename(String(args[0]))} ${String((args[1] as string[] | undefined)?.find((a) => !a.startsWith("-") && !a.includes("=")) ?? "")}` : basename(String(args[0]));
   spawned[name] = (spawned[name] ?? 0) + 1;
   return Reflect.apply(original, this, args);
 } as Spawn;
@@ -71,10 +71,18 @@ async function main(): Promise<void> {
     const cacheDir = join(base, 'cache');
     const source = new GitSource({ cacheDir, timeoutMs: 60_000, logger: pino({ level: 'warn' }) });
     const requests = async (): Promise<number> => (await gitStats(g.baseUrl)).log.filter((r) => r.repo === 'warm.git').length;
+    const steps: Record<string, number[]> = { resolve: [], filesAt: [], commitFacts: [] };
+    const step = async <T>(name: string, p: Promise<T>): Promise<T> => {
+      const start = performance.now();
+      const value = await p;
+      steps[name]?.push(performance.now() - start);
+      return value;
+    };
+    // As the engine does: the facts are read beside the manifests (and the cluster work).
     const deploy = async (sha: string): Promise<void> => {
-      const commit = await source.resolve(svc, sha);
-      const facts = source.commitFacts(svc, commit);
-      const files = await source.filesAt(svc, commit);
+      const commit = await step('resolve', source.resolve(svc, sha));
+      const facts = step('commitFacts', source.commitFacts(svc, commit));
+      const files = await step('filesAt', source.filesAt(svc, commit));
       await facts;
       if (files.length !== 3) throw new Error('the manifests were not all read');
     };
@@ -83,6 +91,7 @@ async function main(): Promise<void> {
     const measure = async (label: string, change: (i: number) => Record<string, string | Buffer>, n: number): Promise<void> => {
       const times: number[] = [];
       for (const k of Object.keys(spawned)) delete spawned[k];
+      for (const k of Object.keys(steps)) steps[k] = [];
       let reqs = 0;
       const cacheBefore = du(cacheDir);
       for (let i = 1; i <= n; i++) {
@@ -99,6 +108,7 @@ async function main(): Promise<void> {
           `processes/deploy ${(total(spawned) / n).toFixed(1)} (${perRun})  git requests/deploy ${(reqs / n).toFixed(1)}  ` +
           `cache +${((du(cacheDir) - cacheBefore) / 1024 / 1024).toFixed(1)} MiB`,
       );
+      console.log(`${''.padEnd(44)} steps p50: ${Object.entries(steps).map(([k, v]) => `${k} ${pct(v, 0.5).toFixed(1)} ms`).join(', ')}`);
     };
     await measure('warm deploy, new commit (manifests + src)', (i) => ({ 'src/main.c': `int main${i};\n` }), runs);
     await measure(`same, commit also replaces a ${bigMiB} MiB file`, (i) => ({ 'assets/big.bin': bigBlob(bigMiB * 1024 * 1024, `big-${i}`) }), 3);
