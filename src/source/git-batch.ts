@@ -113,7 +113,17 @@ export class CatFileBatch {
         if (this.#child === child) this.#idle = setTimeout(() => this.close(), IDLE_MS).unref();
       }
     };
-    const result = this.#queue.then(run, run);
+    // A reader that died under the request (killed from outside, or gone idle at the wrong moment) is started again
+    // once; a second death is the cache's (a corrupt object kills cat-file) and goes to the caller.
+    const once = async (): Promise<T> => {
+      try {
+        return await run();
+      } catch (err) {
+        if (err instanceof GitCommandError) return run();
+        throw err;
+      }
+    };
+    const result = this.#queue.then(once, once);
     this.#queue = result.catch(() => undefined);
     return result;
   }
@@ -143,8 +153,8 @@ export class CatFileBatch {
     child.stderr?.on('data', (chunk: Buffer) => {
       if (stderr.length < 16 * 1024) stderr += chunk.toString('utf8');
     });
-    child.on('close', (code) => {
-      reader.fail(new GitCommandError(code ?? -1, stderr));
+    child.on('close', (code, signal) => {
+      reader.fail(new GitCommandError(code ?? -1, stderr, signal));
       if (this.#child === child) {
         this.#child = undefined;
         this.#reader = undefined;

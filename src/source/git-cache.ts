@@ -192,6 +192,10 @@ export class GitCaches {
       });
     }
     if (!existsSync(join(repo.dir, 'config'))) return new BrokenCacheError('the cache directory disappeared', { cause: err });
+    if (err instanceof GitCommandError && err.signal !== null) {
+      this.#log.error({ err, repository: repo.remote.url, command }, 'git was killed');
+      return new UpstreamError('git', `git ${command ?? ''} was killed by ${err.signal} on the deployer; try again`, { cause: err, status: 503 });
+    }
     if (err instanceof GitTimeoutError) return new Error(`git ${command ?? ''} on the cache of ${repo.remote.url} timed out`, { cause: err });
     if (!(err instanceof GitCommandError)) return err instanceof Error ? err : new Error(String(err));
     return new BrokenCacheError(`git ${command ?? ''} failed: ${redact(err.stderr.trim())}`);

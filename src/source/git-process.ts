@@ -27,14 +27,18 @@ export interface GitCall {
   readonly watch?: (kill: (reason: string) => void) => () => void;
 }
 
-/** A git command that exited non-zero; `stderr` is raw (scrub it before showing it to anyone). */
+/**
+ * A git command that exited non-zero, or was killed by a signal from outside (the OOM killer, an operator);
+ * `stderr` is raw (scrub it before showing it to anyone).
+ */
 export class GitCommandError extends Error {
   override readonly name = 'GitCommandError';
   constructor(
     readonly exitCode: number,
     readonly stderr: string,
+    readonly signal: string | null = null,
   ) {
-    super(`git exited with ${exitCode}`);
+    super(signal === null ? `git exited with ${exitCode}` : `git was killed by ${signal}`);
   }
 }
 
@@ -174,7 +178,7 @@ export function runGit(call: GitCall): Promise<Buffer> {
     const ended = (code: number | null, signal: NodeJS.Signals | null): void => {
       if (failure !== undefined) settle(failure);
       else if (code === 0) settle(undefined, Buffer.concat(out));
-      else settle(new GitCommandError(code ?? -1, signal === null ? stderr : `${stderr}\n(killed by ${signal})`));
+      else settle(new GitCommandError(code ?? -1, stderr, signal));
     };
     child.on('exit', (code, signal) => {
       if (failure !== undefined) settle(failure);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -260,5 +260,52 @@ describe('GitSource under failure and abuse', () => {
     expect(outcomes.filter((e) => e instanceof NotFoundError).length).toBe(20 - refused.length);
     // The deploy waited for the one running read fetch at most, never for the reads queued before it.
     expect(order.slice(0, order.indexOf('deploy')).filter((o) => o === 'read').length).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('the cat-file reader of a cache', () => {
+  let g: GitGround;
+  beforeAll(() => {
+    g = ground('git');
+  });
+
+  /** Pids of the cat-file readers looking at caches below `cacheDir`. */
+  function readers(cacheDir: string): number[] {
+    const pids: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+        if (cmdline.includes('cat-file') && environ.includes(`GIT_OBJECT_DIRECTORY=${cacheDir}`)) pids.push(Number(entry));
+      } catch {
+        // Gone meanwhile, or not ours to read.
+      }
+    }
+    return pids;
+  }
+
+  it('is one process per cache, started again when it is killed, without judging the cache broken', async () => {
+    const repo = await createRepo(g.root, 'hard-reader', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
+    const svc = service(g, repo.urlPath);
+    const { source, cacheDir } = newSource();
+    await source.filesAt(svc, await source.resolve(svc, 'main'));
+    await source.commitFacts(svc, repo.shas[0] ?? '');
+    const [first, ...more] = readers(cacheDir);
+    const before = entries(cacheDir);
+    const logsBefore = logs.length;
+
+    process.kill(first ?? 0, 'SIGKILL');
+    const next = await addCommit(g.root, 'hard-reader', { 'kubernetes/a.yaml': 'a: 2\n' });
+    const files = await source.filesAt(svc, await source.resolve(svc, next));
+
+    expect(first).toBeGreaterThan(0);
+    expect(more).toEqual([]);
+    expect(files.map((f) => f.content.toString('utf8'))).toEqual(['a: 2\n']);
+    expect(entries(cacheDir)).toEqual(before);
+    expect(logs.slice(logsBefore).some((l) => l.includes('git cache is broken'))).toBe(false);
+    const [second, ...others] = readers(cacheDir);
+    expect(second).not.toBe(first);
+    expect(others).toEqual([]);
   });
 });
