@@ -43,7 +43,13 @@ export class FetchQueue {
     this.#options = options;
   }
 
-  run<T>(lane: string, key: string, purpose: Purpose, run: () => Promise<T>, options: { joinRunning: boolean; what: string }): Promise<T> {
+  run<T>(
+    lane: string,
+    key: string,
+    purpose: Purpose,
+    run: () => Promise<T>,
+    options: { joinRunning: boolean; what: string },
+  ): Promise<T> {
     const l = this.#lane(lane);
     if (options.joinRunning && l.running?.key === key) return l.running.promise as Promise<T>;
     const waiting = [...l.deploys, ...l.reads].find((j) => j.key === key);

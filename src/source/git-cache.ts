@@ -167,7 +167,11 @@ export class GitCaches {
    * A git command on the cache that never touches the network. A failure means a broken cache, unless
    * `allowFail` (a lookup that may miss), in which case the result is undefined.
    */
-  async local(repo: Repo, args: readonly string[], options: { allowFail?: boolean; input?: string } = {}): Promise<string | undefined> {
+  async local(
+    repo: Repo,
+    args: readonly string[],
+    options: { allowFail?: boolean; input?: string } = {},
+  ): Promise<string | undefined> {
     try {
       const out = await runGit({ binary: this.#binary, cwd: repo.dir, args, input: options.input, timeoutMs: this.#timeoutMs });
       return out.toString('utf8');
@@ -186,7 +190,8 @@ export class GitCaches {
   failure(err: unknown, repo: Repo, command: string | undefined): Error {
     if (err instanceof GitSpawnError || (err instanceof GitCommandError && outOfResources(err.stderr))) {
       this.#log.error({ err, repository: repo.remote.url, command }, 'git could not run');
-      return new UpstreamError('git', `git could not run on the deployer (${err instanceof GitSpawnError ? err.code : 'out of resources'}); try again`, {
+      const why = err instanceof GitSpawnError ? err.code : 'out of resources';
+      return new UpstreamError('git', `git could not run on the deployer (${why}); try again`, {
         cause: err,
         status: 503,
       });
@@ -194,9 +199,14 @@ export class GitCaches {
     if (!existsSync(join(repo.dir, 'config'))) return new BrokenCacheError('the cache directory disappeared', { cause: err });
     if (err instanceof GitCommandError && err.signal !== null) {
       this.#log.error({ err, repository: repo.remote.url, command }, 'git was killed');
-      return new UpstreamError('git', `git ${command ?? ''} was killed by ${err.signal} on the deployer; try again`, { cause: err, status: 503 });
+      return new UpstreamError('git', `git ${command ?? ''} was killed by ${err.signal} on the deployer; try again`, {
+        cause: err,
+        status: 503,
+      });
     }
-    if (err instanceof GitTimeoutError) return new Error(`git ${command ?? ''} on the cache of ${repo.remote.url} timed out`, { cause: err });
+    if (err instanceof GitTimeoutError) {
+      return new Error(`git ${command ?? ''} on the cache of ${repo.remote.url} timed out`, { cause: err });
+    }
     if (!(err instanceof GitCommandError)) return err instanceof Error ? err : new Error(String(err));
     return new BrokenCacheError(`git ${command ?? ''} failed: ${redact(err.stderr.trim())}`);
   }
@@ -270,7 +280,9 @@ export function looksBroken(stderr: string): boolean {
 
 /** stderr of a git that ran out of the machine's resources: the cache is fine, the pod is not. */
 export function outOfResources(stderr: string): boolean {
-  return /Too many open files|Resource temporarily unavailable|Cannot allocate memory|Out of memory|cannot fork|unable to fork/i.test(stderr);
+  return /Too many open files|Resource temporarily unavailable|Cannot allocate memory|Out of memory|cannot fork|unable to fork/i.test(
+    stderr,
+  );
 }
 
 /** A value for a git config file: quoted, with the characters git's parser treats specially escaped. */

@@ -3,7 +3,15 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { UpstreamError } from '../errors.js';
 import { callAuth, type CallAuth } from './git-auth.js';
-import { BrokenCacheError, looksBroken, outOfResources, removeTmpPacks, tmpPackSizes, type GitCaches, type Repo } from './git-cache.js';
+import {
+  BrokenCacheError,
+  looksBroken,
+  outOfResources,
+  removeTmpPacks,
+  tmpPackSizes,
+  type GitCaches,
+  type Repo,
+} from './git-cache.js';
 import { GitCommandError, GitSpawnError, GitStoppedError, GitTimeoutError, runGit } from './git-process.js';
 import { FetchQueue, type Purpose } from './fetch-queue.js';
 import { redact } from './redact.js';
@@ -118,14 +126,20 @@ export class GitFetcher {
           // keep them) then subtracts them and sends nothing ("did not send all necessary objects").
           ...(target.kind === 'blobs' ? ['fetch.negotiationAlgorithm=noop'] : []),
         ],
-        watch: maxPackBytes === undefined || before === undefined ? undefined : (kill) => watchPack(repo.dir, before, maxPackBytes, kill),
+        watch:
+          maxPackBytes === undefined || before === undefined
+            ? undefined
+            : (kill) => watchPack(repo.dir, before, maxPackBytes, kill),
       });
       return 'ok';
     } catch (err) {
       if (err instanceof GitStoppedError && before !== undefined) {
         // Only this fetch ran in the cache since `before` (fetches are serialized): what appeared is its leftover.
         await removeTmpPacks(repo.dir, (_, name) => !before.has(name));
-        this.#log.info({ repository: repo.remote.url, what: printable(what), reason: err.message }, 'git fetch stopped at its size limit');
+        this.#log.info(
+          { repository: repo.remote.url, what: printable(what), reason: err.message },
+          'git fetch stopped at its size limit',
+        );
         return 'too big';
       }
       return this.#failure(err, repo, what, auth);

@@ -3,10 +3,9 @@ import type { GitObject, ObjectInfo } from './git-batch.js';
 import { BrokenCacheError, type GitCaches, type Repo } from './git-cache.js';
 import type { GitFetcher } from './git-fetch.js';
 import type { Purpose } from './fetch-queue.js';
+import { MAX_READ_BYTES } from './limits.js';
 import type { ManifestFile } from './types.js';
 
-/** Manifests are small text files; a directory larger than this is a mistake (or an attack on the pod's memory). */
-const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 /** Files and directories below the manifests directory, at most: a tree walk must end. */
 const MAX_ENTRIES = 100_000;
 
@@ -120,8 +119,8 @@ export class GitReader {
       infos = await this.info(repo, oids);
     }
     const total = infos.reduce((sum, info) => sum + (info?.size ?? 0), 0);
-    if (total > MAX_MANIFEST_BYTES) {
-      throw new ManifestError(`the manifests directory holds ${total} bytes; at most ${MAX_MANIFEST_BYTES} are read`);
+    if (total > MAX_READ_BYTES) {
+      throw new ManifestError(`the manifests directory holds ${total} bytes; at most ${MAX_READ_BYTES} are read`);
     }
     const blobs = await this.contents(repo, oids);
     const byOid = new Map(oids.map((oid, i) => [oid, blobs[i]]));

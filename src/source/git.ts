@@ -148,7 +148,10 @@ export class GitSource implements Source {
       if (err instanceof UpstreamError) {
         const cached = (await this.#tip(repo, ref, { allowFail: true }).catch(() => undefined))?.trim();
         if (cached !== undefined) {
-          this.#log.warn({ repository: repo.remote.url, branch: name, cachedCommit: cached }, 'cannot fetch branch; not using its cached tip');
+          this.#log.warn(
+            { repository: repo.remote.url, branch: name, cachedCommit: cached },
+            'cannot fetch branch; not using its cached tip',
+          );
           throw new UpstreamError('git', `${err.message}; the cached tip of ${name} was ${cached}`, {
             cause: err,
             status: err.status === 503 || err.status === 504 ? err.status : 502,

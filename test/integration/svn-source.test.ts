@@ -173,6 +173,17 @@ describe('SvnSource against svnserve', () => {
     expect((err as UpstreamError).status).toBe(503);
   });
 
+  it('answers 503 when svn cannot be started', async () => {
+    const svc = service(`${s.baseUrl}svn-files/trunk`, login);
+    const broken = new SvnSource({ cacheDir: join(work, 'cache'), timeoutMs: 20_000, logger, svn: join(work, 'no-such-svn') });
+
+    const err = await rejection(broken.resolve(svc, 'HEAD'));
+
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as UpstreamError).status).toBe(503);
+    expect(err.message).toBe('svn could not run on the deployer (ENOENT); try again');
+  });
+
   it('is what createSource gives for an svn service', async () => {
     const repo = await createSvnRepo(s.root, 'svn-factory', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
     const svc = service(`${s.baseUrl}${repo.urlPath}`, login);
