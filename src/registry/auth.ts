@@ -4,7 +4,7 @@ import { UpstreamError } from '../errors.js';
 import { parseWwwAuthenticate, type Challenge } from './headers.js';
 import { DOCKER_HUB } from './image-ref.js';
 import { parseJson, TokenResponse } from './schemas.js';
-import type { Call, RegistryTransport, RequestInit } from './transport.js';
+import { ANSWER_LIMITS, discard, type Call, type RegistryTransport, type RequestInit } from './transport.js';
 
 /** The token spec's default lifetime when `expires_in` is missing. */
 const DEFAULT_TOKEN_SECONDS = 60;
@@ -74,7 +74,7 @@ export class RegistryAuth {
       retry = basicAuthorization(credentials);
     }
     if (retry === undefined) return first;
-    await first.body?.cancel();
+    await discard(first);
     return this.#transport.request(call, url, init, retry);
   }
 
@@ -135,16 +135,17 @@ export class RegistryAuth {
     }
     const res = await this.#transport.request(call, realm, { method: 'GET', accept: 'application/json' }, authorization);
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
+      await discard(res);
       throw denied(call, credentials, 'the token server refused the credentials');
     }
     if (!res.ok) {
-      await res.body?.cancel();
+      await discard(res);
       throw new UpstreamError('registry', `the token server of registry ${registry} answered ${res.status}`, {
         ...(res.status === 503 || res.status === 429 ? { status: 503 as const } : {}),
       });
     }
-    const body = parseJson(TokenResponse, await this.#transport.text(res, call), `the token server's answer for ${registry}`);
+    const text = await this.#transport.text(res, call, { limit: ANSWER_LIMITS.token, what: `a token (token server ${realm.host})` });
+    const body = parseJson(TokenResponse, text, `the token server's answer for ${registry}`);
     const seconds = body.expires_in ?? DEFAULT_TOKEN_SECONDS;
     // Renew a little early, so a token does not run out between the cache check and the registry's.
     const margin = Math.min(5_000, seconds * 250);

@@ -6,11 +6,9 @@ import { denied, RegistryAuth } from './auth.js';
 import { nextLink } from './headers.js';
 import { DOCKER_HUB, isValidTag } from './image-ref.js';
 import { DIGEST, errorCode, MANIFEST_ACCEPT, parseJson, TagsList } from './schemas.js';
-import { nameOf, RegistryTransport, type Call } from './transport.js';
+import { ANSWER_LIMITS, discard, nameOf, RegistryTransport, type Call } from './transport.js';
 import type { ImageRef, Registry } from './types.js';
 
-/** distribution refuses larger manifests; a larger answer is not a manifest. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_PAGES = 1000;
 
 export interface RegistryClientOptions {
@@ -58,6 +56,8 @@ export class RegistryClient implements Registry {
   async tags(image: ImageRef): Promise<string[]> {
     const tags = new Set<string>();
     const seen = new Set<string>();
+    /** Bytes of the pages read so far: the limit holds for the whole list, however it is paged. */
+    let read = 0;
     let url: URL | undefined = new URL(`/v2/${image.repository}/tags/list?n=${this.#pageSize}`, this.#baseUrl(image.registry));
     while (url !== undefined) {
       if (seen.has(url.href) || seen.size >= MAX_PAGES) {
@@ -67,13 +67,16 @@ export class RegistryClient implements Registry {
       const call = this.#transport.call(image);
       const res = await this.#auth.send(call, url, { method: 'GET' });
       if (res.status === 404) {
-        const code = errorCode(await this.#transport.text(res, call));
+        const code = errorCode(await this.#transport.errorText(res, call));
         throw new NotFoundError(`image repository ${nameOf(image)} not found in the registry`, {
           detail: { registry: image.registry, repository: image.repository, ...(code === undefined ? {} : { code }) },
         });
       }
       await this.#expectOk(res, call);
-      const list = parseJson(TagsList, await this.#transport.text(res, call), `the tags list of ${call.name}`);
+      const what = `the tags list of ${call.name}`;
+      const page = await this.#transport.bytes(res, call, { limit: ANSWER_LIMITS.tags, what, before: read });
+      read += page.length;
+      const list = parseJson(TagsList, page.toString('utf8'), what);
       for (const tag of list.tags ?? []) tags.add(tag);
       const next = nextLink(res.headers.get('link'), url);
       if (next !== undefined && next.origin !== url.origin) {
@@ -99,11 +102,11 @@ export class RegistryClient implements Registry {
     }
     const res = await this.#auth.send(call, url, { method: 'GET', accept: MANIFEST_ACCEPT });
     if (res.status === 404) {
-      await res.body?.cancel();
+      await discard(res);
       return undefined;
     }
     await this.#expectOk(res, call);
-    const body = await this.#transport.bytes(res, call, MAX_MANIFEST_BYTES);
+    const body = await this.#transport.bytes(res, call, { limit: ANSWER_LIMITS.manifest, what: `a manifest of ${call.name}` });
     const answered = res.headers.get('docker-content-digest');
     if (answered !== null && DIGEST.test(answered)) return answered;
     return `sha256:${createHash('sha256').update(body).digest('hex')}`;
@@ -119,10 +122,10 @@ export class RegistryClient implements Registry {
     if (res.ok) return;
     const registry = call.image.registry;
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
+      await discard(res);
       throw denied(call, this.#auth.credentialsFor(registry));
     }
-    const code = res.status === 405 ? undefined : errorCode(await this.#transport.text(res, call).catch(() => ''));
+    const code = res.status === 405 ? undefined : errorCode(await this.#transport.errorText(res, call));
     const said = code === undefined ? '' : ` (${code})`;
     if (res.status === 429) {
       throw new UpstreamError('registry', `registry ${registry} is rate-limiting requests for ${call.name}`, { status: 503 });
