@@ -1,14 +1,20 @@
 import { CliError, UsageError } from './errors.js';
 import { completionScript, isShell, SHELLS } from './completion.js';
-import { READ_TIMEOUT_S, TAGS_TIMEOUT_S, WRITE_TIMEOUT_S, type CommandSpec, type Context } from './context.js';
+import { READ_TIMEOUT_S, TAGS_TIMEOUT_S, type CommandSpec, type Context } from './context.js';
 import { commandHelp, commandNamed, generalHelp } from './help.js';
 import { defaultService, headCommit } from './local.js';
 import { optionsOf, VALUE_OPTIONS } from './options.js';
-import { formatDeploy, formatService, formatServices, formatTags, formatVersion } from './output.js';
+import { formatService, formatServices, formatTags, formatVersion } from './output.js';
+import { DEFAULT_WAIT_S, runChange } from './wait.js';
 
 /** depctl's commands: what each asks the deployer and prints. */
 
 const SERVICE_DEFAULT = 'SERVICE defaults to the name of the current directory.';
+const WAIT_DETAILS = [
+  '',
+  `With --wait, the deployer also waits for the rollout (${DEFAULT_WAIT_S / 60}m, or --wait=DURATION up to 30m) and depctl exits`,
+  '0 when the new pods run, 1 when they fail (crash, image pull), 70 when the wait runs out first.',
+].join('\n');
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
@@ -70,7 +76,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     '  # the current directory, at its HEAD commit',
     '  depctl deploy',
     '  depctl deploy shop --commit a025601337e5dc9a4da284e3248d49e78baf0afe',
-    '  depctl deploy shop --tag main-a025601',
+    '  depctl deploy shop --tag main-a025601 --wait',
   ]),
   deployCommand('canary', 'Deploy a version of a service as a canary, next to the stable version.', [
     'Like deploy, but the stable Deployments stay as they are: each gets a canary Deployment in the given version.',
@@ -80,54 +86,61 @@ export const COMMANDS: readonly CommandSpec[] = [
   ]),
   {
     name: 'promote',
-    usage: 'depctl promote [SERVICE] [--min-age DURATION]',
+    usage: 'depctl promote [SERVICE] [--min-age DURATION] [--wait[=DURATION]]',
     summary: "Make the canary's version the stable one.",
     details: [
       'The deployer refuses when there is no canary, or when it is younger than --min-age (e.g. 30m, 2h).',
       SERVICE_DEFAULT,
+      WAIT_DETAILS,
       '',
       'Examples:',
       '  depctl promote shop --min-age 30m',
+      '  depctl promote shop --wait',
     ].join('\n'),
-    options: ['min-age'],
+    options: ['min-age', 'wait'],
     takesService: true,
     maxArgs: 1,
-    async run(ctx) {
+    run(ctx) {
       const service = serviceOf(ctx);
       const minAge = ctx.values['min-age'];
-      const answer = await ctx.spin(`promoting the canary of ${service}`, () =>
-        ctx.client(WRITE_TIMEOUT_S).promote(service, { minAge }),
-      );
-      ctx.print(answer.json, formatDeploy(answer.body));
+      return runChange(ctx, {
+        service,
+        track: 'stable',
+        label: `promoting the canary of ${service}`,
+        send: (client, wait) => client.promote(service, { minAge, wait }),
+      });
     },
   },
   {
     name: 'rollback',
-    usage: 'depctl rollback [SERVICE] [--commit COMMIT | --tag TAG | --to previous]',
+    usage: 'depctl rollback [SERVICE] [--commit COMMIT | --tag TAG | --to previous] [--wait[=DURATION]]',
     summary: "Remove a service's canary, or deploy an earlier version as the stable one.",
     details: [
       'Without options, the canary is removed and the stable version stays. With --commit or --tag, that version',
       'is deployed as stable too; with --to previous, the stable version that ran before the current one.',
       SERVICE_DEFAULT,
+      WAIT_DETAILS,
       '',
       'Examples:',
       '  depctl rollback shop',
       '  depctl rollback shop --tag main-a025601',
-      '  depctl rollback shop --to previous',
+      '  depctl rollback shop --to previous --wait=10m',
     ].join('\n'),
-    options: ['commit', 'tag', 'to'],
+    options: ['commit', 'tag', 'to', 'wait'],
     takesService: true,
     maxArgs: 1,
-    async run(ctx) {
+    run(ctx) {
       const service = serviceOf(ctx);
       const { commit, tag, to } = ctx.values;
       if (to !== undefined && (commit !== undefined || tag !== undefined)) {
         throw new UsageError('rollback takes either --to or --commit/--tag, not both');
       }
-      const answer = await ctx.spin(`rolling back ${service}`, () =>
-        ctx.client(WRITE_TIMEOUT_S).rollback(service, { commit, tag, to }),
-      );
-      ctx.print(answer.json, formatDeploy(answer.body));
+      return runChange(ctx, {
+        service,
+        track: 'stable',
+        label: `rolling back ${service}`,
+        send: (client, wait) => client.rollback(service, { commit, tag, to, wait }),
+      });
     },
   },
   {
@@ -211,10 +224,11 @@ export const COMMANDS: readonly CommandSpec[] = [
 function deployCommand(name: 'deploy' | 'canary', summary: string, details: string[]): CommandSpec {
   return {
     name,
-    usage: `depctl ${name} [SERVICE] [--commit COMMIT | --tag TAG]`,
+    usage: `depctl ${name} [SERVICE] [--commit COMMIT | --tag TAG] [--wait[=DURATION]]`,
     summary,
-    details: details.join('\n'),
-    options: ['commit', 'tag'],
+    // The --wait paragraph before the examples.
+    details: [...details.slice(0, details.indexOf('Examples:') - 1), WAIT_DETAILS, ...details.slice(details.indexOf('Examples:') - 1)].join('\n'),
+    options: ['commit', 'tag', 'wait'],
     takesService: true,
     maxArgs: 1,
     async run(ctx) {
@@ -225,9 +239,12 @@ function deployCommand(name: 'deploy' | 'canary', summary: string, details: stri
         commit = await headCommit(ctx.io.cwd);
         ctx.note(`no --commit or --tag given: using the current directory's HEAD, commit ${commit}`);
       }
-      const what = name === 'canary' ? `deploying a canary of ${service}` : `deploying ${service}`;
-      const answer = await ctx.spin(what, () => ctx.client(WRITE_TIMEOUT_S).deploy(service, name, { commit, tag }));
-      ctx.print(answer.json, formatDeploy(answer.body));
+      return runChange(ctx, {
+        service,
+        track: name === 'canary' ? 'canary' : 'stable',
+        label: name === 'canary' ? `deploying a canary of ${service}` : `deploying ${service}`,
+        send: (client, wait) => client.deploy(service, name, { commit, tag, wait }),
+      });
     },
   };
 }

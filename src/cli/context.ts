@@ -1,5 +1,6 @@
 import type { DeployerClient } from './client.js';
 import type { Env } from './config.js';
+import type { ExitCode } from './errors.js';
 import type { OptionName, Values } from './options.js';
 import type { Stream } from './output.js';
 
@@ -28,8 +29,11 @@ export interface Context {
   readonly values: Values;
   readonly args: readonly string[];
   readonly json: boolean;
-  /** Creates the client on first use, so help and completion work without any configuration. */
-  client(defaultTimeoutS: number): DeployerClient;
+  /**
+   * Creates the client on first use, so help and completion work without any configuration. Its timeout is
+   * `--timeout` or the command's default, plus `extraS` (a rollout the deployer waits for).
+   */
+  client(defaultTimeoutS: number, extraS?: number): DeployerClient;
   /** Prints the answer: the server's JSON with `--json`, else the human text. */
   print(json: unknown, human: string): void;
   note(message: string): void;
@@ -49,5 +53,6 @@ export interface CommandSpec {
   readonly maxArgs: number;
   /** Help and completion: they never ask the deployer, so `--json` and `--timeout` mean nothing to them. */
   readonly local?: true;
-  run(ctx: Context): Promise<void>;
+  /** Resolves to the exit code when it is not 0 for success (a rollout that did not finish in time). */
+  run(ctx: Context): Promise<ExitCode | void>;
 }

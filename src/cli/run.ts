@@ -1,27 +1,27 @@
-import { parseArgs } from 'node:util';
 import { ApiError, DeployerClient } from './client.js';
 import { COMMANDS } from './commands.js';
 import { loadCliConfig } from './config.js';
 import { COMPLETION_TIMEOUT_S, type Context, type Io } from './context.js';
-import { CliError, UsageError } from './errors.js';
+import { CliError, EXIT, UsageError } from './errors.js';
 import { commandHelp, commandNamed, generalHelp } from './help.js';
-import { defaultService } from './local.js';
-import { OPTIONS, optionsOf, type OptionName, type Values } from './options.js';
+import { defaultService, executor } from './local.js';
+import { optionsOf, parseCommandLine, type OptionName, type Values } from './options.js';
 import { commonTags, formatApiError, withSpinner } from './output.js';
-
-const isUsage = (err: unknown): boolean =>
-  err instanceof TypeError && /^ERR_PARSE_ARGS_/.test(String((err as NodeJS.ErrnoException).code));
+import { waitSecondsOf } from './wait.js';
 
 /** Runs depctl with `argv` (without node and the script); returns the exit code. */
 export async function run(argv: readonly string[], io: Io): Promise<number> {
   if (argv[0] === COMPLETE) return complete(argv.slice(1), io);
   let values: Values;
-  let positionals: string[];
+  let positionals: readonly string[];
   try {
-    ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true }));
+    ({ values, positionals } = parseCommandLine(argv, (name) => {
+      const command = COMMANDS.find((c) => c.name === name);
+      return command === undefined ? undefined : optionsOf(command);
+    }));
   } catch (err) {
-    if (!isUsage(err)) throw err;
-    return fail(io, new UsageError(`${(err as Error).message}\nsee "depctl help"`), false);
+    if (err instanceof CliError) return fail(io, err, false);
+    throw err;
   }
   const json = values.json === true;
   const [name, ...args] = positionals;
@@ -45,20 +45,23 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       );
     }
     const timeoutS = timeoutOf(values.timeout);
+    // Checked before anything is looked up or sent, as --timeout is.
+    waitSecondsOf(values.wait);
     let client: DeployerClient | undefined;
     const ctx: Context = {
       io,
       values,
       args,
       json,
-      client(defaultTimeoutS) {
+      client(defaultTimeoutS, extraS = 0) {
         if (client !== undefined) return client;
         const config = loadCliConfig(io.env, io.home);
         for (const warning of config.warnings) io.stderr.write(`depctl: warning: ${warning}\n`);
         client = new DeployerClient({
           config,
           userAgent: `depctl/${io.version}`,
-          timeoutMs: (timeoutS ?? defaultTimeoutS) * 1000,
+          timeoutMs: ((timeoutS ?? defaultTimeoutS) + extraS) * 1000,
+          executor: executor(io.cwd, io.env),
         });
         return client;
       },
@@ -74,8 +77,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         return withSpinner(enabled, io.stderr, label, work);
       },
     };
-    await command.run(ctx);
-    return 0;
+    return (await command.run(ctx)) ?? EXIT.ok;
   } catch (err) {
     if (err instanceof CliError) return fail(io, err, json);
     throw err;
