@@ -93,19 +93,12 @@ export const DeployResult = z.object({
 export type DeployResult = z.infer<typeof DeployResult>;
 
 /** `PUT /SERVICE/promote` and `/SERVICE/rollback`: like a deploy, but there may be no version (nothing ran). */
-export const FlowResult = z.object({
-  message: z.string(),
-  service: z.string(),
-  kind: z.string(),
+export const FlowResult = DeployResult.extend({
   outcome: z.string(),
   commit: z.string().optional(),
   tag: z.string().optional(),
   /** The canary version that was removed. */
   canary: z.object({ tag: z.string(), commit: z.string() }).optional(),
-  images: DeployResult.shape.images,
-  objects: DeployResult.shape.objects,
-  durationMs: z.number(),
-  verdict: Verdict.optional(),
 });
 export type FlowResult = z.infer<typeof FlowResult>;
 
