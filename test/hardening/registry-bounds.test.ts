@@ -1,11 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UpstreamError } from '../../src/errors.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseImageRef } from '../../src/registry/image-ref.js';
 import { ANSWER_LIMITS, MAX_REDIRECTS } from '../../src/registry/transport.js';
+import { HUGE, IN_FLIGHT, startHostileRegistry, stream, trickle, type Handler, type Hostile, type Sent } from './hostile-registry.js';
 
 /**
  * Registry answers are bounded while they stream, and redirects stay on the registry's host (issue: a 400 MB
@@ -14,103 +14,15 @@ import { ANSWER_LIMITS, MAX_REDIRECTS } from '../../src/registry/transport.js';
  * reading at its limit closes the connection, so the count stays near the limit instead of the body's size.
  */
 
-const MiB = 1024 * 1024;
-/** Far larger than any limit: the body a hostile registry offers. */
-const HUGE = 400 * MiB;
-/**
- * What may be in flight beyond the client's limit when it stops reading: the loopback socket buffers of both
- * sides and undici's stream queue (a few MiB), well below the size of any body offered here.
- */
-const IN_FLIGHT = 32 * MiB;
-
-/** One answer being written, and how much of it went out before the connection closed. */
-interface Sent {
-  written: number;
-  /** Resolves once the connection is closed, by the client or at the end. */
-  readonly closed: Promise<void>;
-}
-
-type Handler = (req: IncomingMessage, res: ServerResponse, sent: (s: Sent) => void) => void;
-
-interface Hostile {
-  /** `127.0.0.1:PORT`, as an image reference names the registry. */
-  readonly host: string;
-  readonly origin: string;
-  readonly requests: string[];
-  readonly answers: Sent[];
-}
-
-const servers: Server[] = [];
+const closers: Array<() => Promise<void>> = [];
 afterAll(async () => {
-  await Promise.all(
-    servers.map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          s.closeAllConnections();
-          s.close(() => resolve());
-        }),
-    ),
-  );
+  await Promise.all(closers.map((close) => close()));
 });
 
 async function hostile(handler: Handler): Promise<Hostile> {
-  const requests: string[] = [];
-  const answers: Sent[] = [];
-  const server = createServer((req, res) => {
-    requests.push(`${req.method ?? ''} ${req.url ?? ''}`);
-    handler(req, res, (s) => answers.push(s));
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { host, origin: `http://${host}`, requests, answers };
-}
-
-/**
- * Writes `total` bytes made of `chunk` (repeated), as fast as the client reads them, stopping when it hangs up.
- * `prefix` goes first (the start of a JSON document, say), so the body is well-formed as far as it goes.
- */
-function stream(res: ServerResponse, options: { total: number; chunk: Buffer; prefix?: string; status?: number; headers?: Record<string, string> }): Sent {
-  let closedResolve: () => void = () => undefined;
-  const sent: Sent = { written: 0, closed: new Promise((resolve) => (closedResolve = resolve)) };
-  let open = true;
-  res.on('close', () => {
-    open = false;
-    closedResolve();
-  });
-  res.writeHead(options.status ?? 200, { 'content-type': 'application/json', ...options.headers });
-  if (options.prefix !== undefined) {
-    res.write(options.prefix);
-    sent.written += Buffer.byteLength(options.prefix);
-  }
-  const pump = (): void => {
-    while (open && sent.written < options.total) {
-      sent.written += options.chunk.length;
-      if (!res.write(options.chunk)) {
-        res.once('drain', pump);
-        return;
-      }
-    }
-    if (open) res.end();
-  };
-  pump();
-  return sent;
-}
-
-/** A body that sends one byte every 20 ms and never ends. */
-function trickle(res: ServerResponse): Sent {
-  let closedResolve: () => void = () => undefined;
-  const sent: Sent = { written: 0, closed: new Promise((resolve) => (closedResolve = resolve)) };
-  res.writeHead(200, { 'content-type': 'application/json' });
-  const timer = setInterval(() => {
-    res.write(' ');
-    sent.written += 1;
-  }, 20);
-  res.on('close', () => {
-    clearInterval(timer);
-    closedResolve();
-  });
-  return sent;
+  const server = await startHostileRegistry(handler);
+  closers.push(server.close);
+  return server;
 }
 
 const silent = pino({ level: 'silent' });
