@@ -24,8 +24,8 @@ const DURATION = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
 export function waitSecondsOf(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (value === 'true') return DEFAULT_WAIT_S;
-  const m = /^\d+$/.test(value) ? [value, '0', '0', value] : DURATION.exec(value);
-  const seconds = m === null || value === '' ? undefined : Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+  const m = value === '' ? null : DURATION.exec(value);
+  const seconds = /^\d+$/.test(value) ? Number(value) : m === null ? undefined : Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
   if (seconds === undefined || seconds === 0) {
     throw new UsageError(`--wait takes a duration like 90s, 5m or 1h30m, or none (${DEFAULT_WAIT_S / 60}m), not ${JSON.stringify(value)}`);
   }
@@ -54,7 +54,11 @@ export async function runChange(ctx: Context, change: Change): Promise<ExitCode>
   const answer = waitS === undefined ? await ctx.spin(change.label, work) : await watch(ctx, client, change, waitS, work);
   ctx.print(answer.json, formatDeploy(answer.body));
   const verdict = answer.body.verdict;
-  if (waitS === undefined || verdict === undefined) return EXIT.ok;
+  if (waitS === undefined) return EXIT.ok;
+  if (verdict === undefined) {
+    ctx.note('the deployer answered without waiting for the rollout (a version without wait=?)');
+    return EXIT.ok;
+  }
   if (answer.status === 202 || verdict.result === 'timeout') {
     ctx.note(`${verdict.message}; the rollout goes on in the cluster ("depctl show ${change.service}" says how far it got)`);
     return EXIT.timeout;
