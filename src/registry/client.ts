@@ -7,7 +7,8 @@ import { nextLink } from './headers.js';
 import { DOCKER_HUB, isValidTag } from './image-ref.js';
 import { DIGEST, errorCode, MANIFEST_ACCEPT, parseJson, TagsList } from './schemas.js';
 import { ANSWER_LIMITS, discard, nameOf, RegistryTransport, type Call } from './transport.js';
-import type { ImageRef, Registry } from './types.js';
+import type { Registry } from '../core/ports.js';
+import type { ImageRef } from '../core/types.js';
 
 const MAX_PAGES = 1000;
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { UpstreamError } from '../errors.js';
-import type { ImageRef } from './types.js';
+import type { ImageRef } from '../core/types.js';
 
 const MiB = 1024 * 1024;
 
