@@ -3,7 +3,7 @@ import { UpstreamError } from '../errors.js';
 import type { GitCaches, Repo } from './git-cache.js';
 import type { GitFetcher } from './git-fetch.js';
 import type { GitReader } from './git-read.js';
-import type { CommitFacts } from './types.js';
+import type { CommitFacts } from '../core/types.js';
 
 /** The empty tree of SHA-1 repositories: the "parent" of a root commit. */
 const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';

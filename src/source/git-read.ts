@@ -4,7 +4,7 @@ import { BrokenCacheError, type GitCaches, type Repo } from './git-cache.js';
 import type { GitFetcher } from './git-fetch.js';
 import type { Purpose } from './fetch-queue.js';
 import { MAX_READ_BYTES } from './limits.js';
-import type { ManifestFile } from './types.js';
+import type { ManifestFile } from '../core/types.js';
 
 /** Files and directories below the manifests directory, at most: a tree walk must end. */
 const MAX_ENTRIES = 100_000;

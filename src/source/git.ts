@@ -8,7 +8,9 @@ import { GitFetcher } from './git-fetch.js';
 import { GitReader } from './git-read.js';
 import type { Purpose } from './fetch-queue.js';
 import { cleanDir, parseFullSha, parseGitRef, printable } from './refs.js';
-import type { CommitFacts, ManifestFile, ReadOptions, Source } from './types.js';
+import type { ReadOptions } from '../core/ports.js';
+import type { CommitFacts, ManifestFile } from '../core/types.js';
+import type { Source } from '../core/ports.js';
 
 export { classifyFetchError } from './git-fetch.js';
 export { isoDate, parseRawDiff } from './git-facts.js';

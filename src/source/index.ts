@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config/load.js';
 import { GitSource } from './git.js';
 import { SvnSource } from './svn.js';
-import type { CommitFacts, ManifestFile, ReadOptions, Source } from './types.js';
+import type { ReadOptions } from '../core/ports.js';
+import type { CommitFacts, ManifestFile } from '../core/types.js';
+import type { Source } from '../core/ports.js';
 
-export type { CommitFacts, ManifestFile, ReadOptions, Source } from './types.js';
 export { GitSource } from './git.js';
 export { SvnSource } from './svn.js';
 

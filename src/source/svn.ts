@@ -8,8 +8,9 @@ import { errorCode } from './git-process.js';
 import { MAX_READ_BYTES } from './limits.js';
 import { redact } from './redact.js';
 import { cleanDir, printable } from './refs.js';
-import type { CommitFacts, ManifestFile, Source } from './types.js';
 import { countUnifiedDiff } from './unified-diff.js';
+import type { CommitFacts, ManifestFile } from '../core/types.js';
+import type { Source } from '../core/ports.js';
 
 export interface SvnSourceOptions {
   /** The pod's cache directory; svn keeps only its (credential-free) runtime configuration in `cacheDir/svn`. */
