@@ -88,7 +88,10 @@ describe('hostile repositories and over-powerful tokens, round two', () => {
     const own = (name: string): string => deploymentYaml({ name, image, port: false });
     const files: Record<string, Record<string, string>> = {
       squatter: { 'kubernetes/deployment.yaml': own('squatter'), 'kubernetes/lease.yaml': leaseYaml(`deployer-${victim.name}`, 'squatter') },
-      many: Object.fromEntries([['kubernetes/deployment.yaml', own('many')], ...[1, 2, 3, 4, 5].map((i) => [`kubernetes/cm-${i}.yaml`, configMapYaml(`many-${i}`, { i: String(i) })])]),
+      many: Object.fromEntries<string>([
+        ['kubernetes/deployment.yaml', own('many')],
+        ...[1, 2, 3, 4, 5].map((i): [string, string] => [`kubernetes/cm-${i}.yaml`, configMapYaml(`many-${i}`, { i: String(i) })]),
+      ]),
       slow: { 'kubernetes/deployment.yaml': own('slow'), 'kubernetes/config.yaml': configMapYaml('slow-config', { a: '1' }) },
       twin: { 'kubernetes/deployment.yaml': own('twin'), 'kubernetes/canary.yaml': own('twin-canary') },
       claimer: { 'kubernetes/deployment.yaml': own('app') },
