@@ -25,7 +25,7 @@ export class WaitSlots {
   take(): () => void {
     if (this.#taken >= this.#max) {
       throw new UnavailableError(
-        `${this.#max} requests are waiting for rollouts already (http.maxWaits); nothing was deployed. ` +
+        `too many requests wait for rollouts (http.maxWaits is ${this.#max}); nothing was deployed. ` +
           'Try again later, or deploy without wait and poll GET /SERVICE for the rollout',
         { retryAfterSeconds: WAIT_RETRY_AFTER_SECONDS, detail: { maxWaits: this.#max } },
       );
