@@ -45,6 +45,31 @@ export class ConflictError extends DeployerError {
   override readonly status = 409;
 }
 
+/**
+ * 409: another request of the service holds its deploy lock (this process's queue or the Lease). A monitor hook
+ * answers it 503 instead, so that Alertmanager sends the notification again.
+ */
+export class BusyError extends ConflictError {}
+
+/** 503 with Retry-After: the deployer has no room for the request now (too many callers waiting for rollouts). */
+export class UnavailableError extends DeployerError {
+  override readonly status = 503;
+  readonly retryAfterSeconds: number;
+
+  constructor(message: string, options: { retryAfterSeconds: number; detail?: ErrorDetail }) {
+    super(message, options);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/**
+ * 504: a deploy held the service's lock longer than its limit (`deploy.maxLockSeconds`); the steps after it did not
+ * run.
+ */
+export class TimeLimitError extends DeployerError {
+  override readonly status = 504;
+}
+
 /** 413: the request body is too large. */
 export class PayloadTooLargeError extends DeployerError {
   override readonly status = 413;

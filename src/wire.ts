@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config/load.js';
 import { Deployer } from './deploy/deployer.js';
-import { holderIdentity, LeaseLock } from './deploy/lease.js';
+import { deployerNamespace, holderIdentity, LeaseLock } from './deploy/lease.js';
 import { DeployLock } from './deploy/lock.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import { Kubernetes } from './kube/kubernetes.js';
@@ -51,7 +51,8 @@ export function wire(options: WireOptions): Wired {
   const lease = new LeaseLock({
     store: timed(kube.leases, metrics, 'kubernetes', 'lease.'),
     identity: options.identity ?? holderIdentity(process.env),
-    namespace: config.kubernetes.leaseNamespace,
+    // The deployer's own namespace by default: no service's manifests can write there (and pipeline guards refuse its Leases).
+    namespace: config.kubernetes.leaseNamespace ?? deployerNamespace(process.env),
     logger,
   });
   const deployer = new Deployer({
@@ -61,7 +62,7 @@ export function wire(options: WireOptions): Wired {
     registry: timed(new RegistryClient({ credentials: config.registries, timeoutMs, logger }), metrics, 'registry'),
     cluster,
     live: cluster,
-    lock: new DeployLock({ lease, waitMs: config.deploy.lockWaitSeconds * 1000 }),
+    lock: new DeployLock({ lease, waitMs: config.deploy.lockWaitSeconds * 1000, maxLockMs: config.deploy.maxLockSeconds * 1000 }),
     reporter: createReporter({ logger, metrics, notifier: createNotifier({ config, logger, appVersion: version }) }),
   });
   const app = buildApp({ config, logger, version, metrics, deployer, apiserver: kube });

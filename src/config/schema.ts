@@ -55,6 +55,13 @@ export const ServiceConfig = z.strictObject({
   allowNamespaces: z.array(name).default([]),
   /** Whether the service's manifests may hold cluster-scoped objects (a repository must not grant itself rights). */
   allowClusterScoped: z.boolean().default(false),
+  /** This service's own limits, over `deploy.maxObjects` and `deploy.maxLockSeconds`. */
+  limits: z
+    .strictObject({
+      maxObjects: z.number().int().min(1).max(100_000).optional(),
+      maxLockSeconds: z.number().positive().max(86_400).optional(),
+    })
+    .optional(),
 });
 
 export const RegistryConfig = z.strictObject({
@@ -116,8 +123,9 @@ export const FileConfig = z.strictObject({
       kubeconfig: z.string().min(1).optional(),
       fieldManager: z.string().min(1).default('deployer'),
       /**
-       * Where the per-service deploy lock lives (a coordination.k8s.io Lease, held by the deployer pod that deploys);
-       * unset: in each service's own namespace.
+       * Where the per-service deploy locks live (coordination.k8s.io Leases `deployer-SERVICE`, held by the replica
+       * that deploys); unset: the deployer's own namespace (POD_NAMESPACE, else the service account's namespace,
+       * else `default`). No service's manifests may name these Leases.
        */
       leaseNamespace: name.optional(),
     })
@@ -126,6 +134,35 @@ export const FileConfig = z.strictObject({
     .strictObject({
       /** How long a request waits for a running deploy of the same service before it answers 409. */
       lockWaitSeconds: z.number().min(0).max(3600).default(120),
+      /** The most objects one deploy may apply (a repository could otherwise hold the lock for an hour). */
+      maxObjects: z.number().int().min(1).max(100_000).default(500),
+      /**
+       * The longest a deploy, rollback or promotion may hold the service's lock; no further step starts after it.
+       * The default leaves room for a slow apiserver and a pre-deploy Job's wait.
+       */
+      maxLockSeconds: z.number().positive().max(86_400).default(900),
+    })
+    .prefault({}),
+  /** The HTTP server's bounds against slow or too many clients (Node's http.Server options). */
+  http: z
+    .strictObject({
+      /** The most time to receive a whole request, headers and body; then 408 and the connection is closed. */
+      requestTimeoutSeconds: z.number().positive().max(3600).default(30),
+      /** The most time to receive the request headers. */
+      headersTimeoutSeconds: z.number().positive().max(3600).default(10),
+      /** How long an idle keep-alive connection stays open (above a load balancer's idle timeout, if one is in front). */
+      keepAliveTimeoutSeconds: z.number().positive().max(3600).default(5),
+      /**
+       * A socket silent this long is closed; 0: never. Off by default: a request waiting for a rollout (`wait=30m`)
+       * is silent while it waits, and the request and header timeouts already bound slow clients.
+       */
+      connectionTimeoutSeconds: z.number().min(0).max(86_400).default(0),
+      /** Requests one keep-alive connection may carry before it is closed; 0: no limit. */
+      maxRequestsPerSocket: z.number().int().min(0).max(1_000_000).default(1000),
+      /** Open connections at most; more are closed at once. */
+      maxConnections: z.number().int().min(1).max(1_000_000).default(512),
+      /** Requests waiting for a rollout verdict (`wait=`) at once; beyond it a request is answered 503 before it deploys. */
+      maxWaits: z.number().int().min(1).max(100_000).default(64),
     })
     .prefault({}),
   /**

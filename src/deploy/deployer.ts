@@ -4,7 +4,7 @@ import type { Cluster, LiveReader, Registry, Reporter, Source } from '../core/po
 import type { CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
 import { ConflictError, DeployerError } from '../errors.js';
 import { promote, rollback, type FlowDeps, type FlowDone } from './flows.js';
-import { held, type DeployLock, type Hold } from './lock.js';
+import { within, type DeployLock, type Hold } from './lock.js';
 import { manifestsAt, runPipeline, type PipelineDeps } from './pipeline.js';
 import { serviceDeployments, serviceState, type DeploymentState } from './state.js';
 import { untaggedImages } from './pod-template.js';
@@ -13,7 +13,7 @@ import type { DeployRequest, DeployResult, DeployRun, DeployService, FlowResult,
 import { awaitVerdict, rolloutTargets, type Verdict } from './verdict.js';
 
 export interface DeployerDeps {
-  readonly config: Pick<Config, 'versions'>;
+  readonly config: Pick<Config, 'versions' | 'deploy'>;
   readonly logger: Logger;
   readonly source: Source;
   readonly registry: Registry;
@@ -98,9 +98,13 @@ export class Deployer implements DeployService {
     );
   }
 
-  async verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number): Promise<Verdict> {
-    const verdict = await awaitVerdict(this.#deps.live, rolloutTargets(objects), { timeoutMs, pollMs: this.#deps.verdictPollMs, now: this.#now });
+  async verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number, signal?: AbortSignal): Promise<Verdict> {
+    const verdict = await awaitVerdict(this.#deps.live, rolloutTargets(objects), { timeoutMs, pollMs: this.#deps.verdictPollMs, now: this.#now, signal });
     const fields = { service, verdict: verdict.result, waitedMs: verdict.waitedMs };
+    if (signal?.aborted === true) {
+      this.#log.info(fields, 'verdict wait abandoned: the caller left');
+      return verdict;
+    }
     if (verdict.result === 'success') this.#log.info(fields, verdict.message);
     else this.#log.warn(fields, verdict.message);
     return verdict;
@@ -129,8 +133,9 @@ export class Deployer implements DeployService {
     const { service, requestId } = request;
     const started = performance.now();
     return this.#reported(request, { notifyConflicts: false }, async () => {
-      const flowDeps: FlowDeps = { live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, held) };
-      const done = await this.#deps.lock.exclusive(service, requestId, () => flow(flowDeps));
+      const done = await this.#deps.lock.exclusive(service, requestId, (deadline) =>
+        flow({ live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, within(deadline)) }),
+      );
       const answer: FlowResult = { ...done.result, service: service.name, kind: request.kind === 'promote' ? 'promote' : 'rollback', durationMs: Math.round(performance.now() - started) };
       if (done.result.outcome === 'nothing-to-roll-back') {
         this.#log.info({ service: service.name, kind: request.kind, requestId }, done.result.message);

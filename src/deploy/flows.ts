@@ -1,7 +1,7 @@
 import type { Cluster, LiveReader } from '../core/ports.js';
 import type { LiveDeployment, ObjectResult } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
-import { ConflictError } from '../errors.js';
+import { AuthError, ConflictError } from '../errors.js';
 import { ageSeconds, canaryDeployedAt, isCanary, previousOf, serviceDeployments, versionOf, type LiveVersion } from './state.js';
 import type { DeployRequest, DeployRun, FlowResult, PromoteRequest, RollbackRequest } from './types.js';
 
@@ -37,13 +37,16 @@ function sameCommit(live: string, wanted: string): boolean {
   return FULL_SHA.test(live) && SHORT_SHA.test(wanted) && live.startsWith(wanted.toLowerCase());
 }
 
+/** Whether `version` is the one a request names. */
+function isVersion(version: LiveVersion, wanted: { commit?: string | undefined; tag?: string | undefined }): boolean {
+  return (wanted.tag === undefined || version.tag === wanted.tag) && (wanted.commit === undefined || sameCommit(version.commit, wanted.commit));
+}
+
 /** Whether every versioned stable Deployment runs the version a request names. */
 function runsVersion(stables: readonly LiveDeployment[], wanted: { commit?: string | undefined; tag?: string | undefined }): boolean {
   const versions = stables.map(versionOf).filter((v): v is LiveVersion => v !== undefined);
   if (versions.length === 0) return false;
-  return versions.every(
-    (v) => (wanted.tag === undefined || v.tag === wanted.tag) && (wanted.commit === undefined || sameCommit(v.commit, wanted.commit)),
-  );
+  return versions.every((v) => isVersion(v, wanted));
 }
 
 /** The canary deployed last, with its version; canaries of one deploy share one. */
@@ -87,14 +90,26 @@ export async function rollback(deps: FlowDeps, request: RollbackRequest): Promis
   const stays = stable === undefined ? {} : { commit: stable.commit, tag: stable.tag };
 
   let target: { commit?: string | undefined; tag?: string | undefined; digests?: Readonly<Record<string, string>> } | undefined;
+  const previous = stables.map((d) => previousOf(d.annotations)).find((v) => v !== undefined);
   if (request.to === 'previous') {
-    const previous = stables.map((d) => previousOf(d.annotations)).find((v) => v !== undefined);
     target = previous === undefined ? undefined : { commit: previous.commit, tag: previous.tag, digests: previous.digests };
   } else if (request.commit !== undefined || request.tag !== undefined) {
     target = { commit: request.commit, tag: request.tag };
   }
   // A version that runs already needs no deploy: a monitor sending the stable commit again changes nothing.
   const running = target !== undefined && request.to !== 'previous' && runsVersion(stables, target);
+  // A rollback moves a service back to a version it ran; any other version is a deploy, and needs its scope.
+  if (target !== undefined && request.to !== 'previous' && !running && !request.mayDeploy && (previous === undefined || !isVersion(previous, target))) {
+    const { token } = request.caller;
+    const named = target.tag ?? shortCommit(target.commit ?? '');
+    throw new AuthError(
+      403,
+      `token "${token}" may not deploy service "${service.name}": ${named} is neither the running stable version nor the ` +
+        'recorded previous one, and deploying it needs the deploy scope (rollback alone may remove the canary, ' +
+        'redeploy the running stable version or roll back with to=previous)',
+      { detail: { token, action: 'deploy', service: service.name } },
+    );
+  }
 
   if (canaries.length === 0 && (target === undefined || running)) {
     const why =

@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config/load.js';
-import { ConflictError } from '../errors.js';
+import { BusyError } from '../errors.js';
 import { sleep } from '../core/util.js';
 import type { LeaseRecord, LeaseSpec } from '../core/types.js';
 import type { LeaseStore } from '../core/ports.js';
@@ -22,9 +23,38 @@ export const DEFAULT_LEASE_SECONDS = 15;
 export const DEFAULT_RENEW_SECONDS = 5;
 const DEFAULT_POLL_MS = 500;
 
+/** The prefix of the deployer's own Leases: no service's manifests may name a Lease with it. */
+export const LEASE_PREFIX = 'deployer-';
+
 /** The lease of a service's deploy lock; service names are DNS labels, so it is a valid object name. */
 export function leaseName(service: string): string {
-  return `deployer-${service}`;
+  return `${LEASE_PREFIX}${service}`;
+}
+
+/** Where a pod's service account token lives, with its namespace beside it. */
+export const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/**
+ * The deployer's own namespace, where its Leases live unless `kubernetes.leaseNamespace` says otherwise: POD_NAMESPACE
+ * (the downward API), else the namespace of the pod's service account, else `default` (outside a cluster).
+ */
+export function deployerNamespace(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  readNamespaceFile: () => string | undefined = () => readIfExists(SERVICE_ACCOUNT_NAMESPACE_FILE),
+): string {
+  const fromEnv = env['POD_NAMESPACE']?.trim();
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const fromFile = readNamespaceFile()?.trim();
+  if (fromFile !== undefined && fromFile !== '') return fromFile;
+  return 'default';
+}
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Who holds a lease: the pod's name (set from the downward API as POD_NAME), else host name and process id. */
@@ -39,7 +69,7 @@ export interface LeaseLockOptions {
   /** This replica's identity as written into the lease. */
   readonly identity: string;
   readonly logger: Logger;
-  /** Where the leases live (config `kubernetes.leaseNamespace`); default: each service's namespace. */
+  /** Where the leases live (config `kubernetes.leaseNamespace`, else `deployerNamespace()`); unset: each service's namespace (tests). */
   readonly namespace?: string | undefined;
   readonly durationSeconds?: number | undefined;
   readonly renewSeconds?: number | undefined;
@@ -147,7 +177,7 @@ export class LeaseLock {
         return taken;
       }
       if (now >= deadline) {
-        throw new ConflictError(`another deploy of ${service} is running (lock held by ${holder}); try again later`, {
+        throw new BusyError(`another deploy of ${service} is running (lock held by ${holder}); try again later`, {
           detail: { service, holder },
         });
       }

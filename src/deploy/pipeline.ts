@@ -4,7 +4,8 @@ import { SERVICE_ANNOTATION } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
 import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
-import { ConflictError, ManifestError } from '../errors.js';
+import { ManifestError } from '../errors.js';
+import { refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
 import { withApiDefaults } from './defaults.js';
 import type { Hold } from './lock.js';
@@ -18,12 +19,13 @@ import { refOf, versionAt, type ResolvedVersion } from './versions.js';
 
 /**
  * The deploy of thesis 5.3 as a pipeline: each step takes the plan and returns it with one more thing known.
- * resolve the commit → read the manifests at it → resolve the version (tag, digests) → place (namespaces, kinds) →
- * rewrite → under the Lease: remember the previous version → guard (ownership) → dry-run → apply.
+ * resolve the commit → read the manifests at it → admit (object count, reserved names) → resolve the version (tag,
+ * digests) → place (namespaces, kinds, duplicates) → rewrite → under the Lease, each step within the time limit:
+ * remember the previous version → guard (ownership, canary names) → dry-run → apply.
  * Nothing here locks or reports: `Deployer` wraps the pipeline in the service's lock and its one report.
  */
 export interface PipelineDeps {
-  readonly config: Pick<Config, 'versions'>;
+  readonly config: Pick<Config, 'versions' | 'deploy'>;
   readonly source: Source;
   readonly registry: Registry;
   readonly cluster: Cluster;
@@ -61,14 +63,17 @@ export interface Applied {
 /** Runs the pipeline; `hold` takes the Lease for the cluster phase (or runs it as it is, when a flow holds it). */
 export async function runPipeline(deps: PipelineDeps, request: DeployRequest, hold: Hold): Promise<Applied> {
   const located = await locate(deps, request);
-  const read = await readManifests(deps, located);
+  const read = admit(deps, await readManifests(deps, located));
   const versioned = await resolveVersion(deps, read);
   const placed = await place(deps, versioned);
   const rewritten = rewriteFor(placed);
-  return hold(async () => {
+  return hold(async (deadline) => {
     const remembered = await rememberPrevious(deps, rewritten);
+    deadline.check('the ownership check');
     const guarded = await guard(deps, remembered);
+    deadline.check('the dry-run');
     const checked = await dryRun(deps, guarded);
+    deadline.check('the apply');
     return apply(deps, checked);
   });
 }
@@ -92,6 +97,13 @@ async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Locat
 async function readManifests(deps: PipelineDeps, plan: Located): Promise<Read> {
   const objects = await manifestsAt(deps.source, plan.service, plan.commit);
   return { ...plan, objects, untagged: untaggedImages(objects).map((image) => parseImageRef(image)) };
+}
+
+/** Refuses, before anything else is asked of the registry or the cluster, too many objects and the deployer's own names. */
+function admit(deps: PipelineDeps, plan: Read): Read {
+  refuseTooMany(plan.service, plan.objects, deps.config.deploy.maxObjects);
+  refuseReserved(plan.service, plan.objects);
+  return plan;
 }
 
 async function resolveVersion(deps: PipelineDeps, plan: Read): Promise<Versioned> {
@@ -134,6 +146,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   if (refused.length > 0) {
     throw new ManifestError(`${refused.length} object(s) refused; nothing was applied`, { detail: { failures: refused } });
   }
+  refuseDuplicates(placed);
   return { ...plan, objects: placed };
 }
 
@@ -169,28 +182,9 @@ async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Ve
   return { ...plan, objects: await recordPrevious(deps.live, plan.objects, plan.request.kind, plan.version) };
 }
 
-/**
- * Two services must not write the same object: one would silently take over the other's Deployment or Service
- * (server-side apply with one field manager and `force` cannot tell them apart). An object another service
- * deployed is refused; one without the annotation (deployed before it existed, or by hand) is taken over.
- */
+/** Refuses objects of other services, and canaries next to their Deployments (guards.ts). */
 async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
-  const { service } = plan;
-  const owners = await deps.cluster.liveAnnotations([...plan.objects], SERVICE_ANNOTATION);
-  const foreign: ObjectFailure[] = [];
-  plan.objects.forEach((o, i) => {
-    const owner = owners[i];
-    if (owner === undefined || owner === service.name) return;
-    foreign.push({
-      kind: o.kind,
-      namespace: o.metadata.namespace,
-      name: o.metadata.name,
-      reason: `${o.kind} "${o.metadata.name}" belongs to service ${owner}; service ${service.name} may not change it`,
-    });
-  });
-  if (foreign.length > 0) {
-    throw new ConflictError(`${foreign.map((f) => f.reason).join('; ')}; nothing was applied`, { detail: { failures: foreign } });
-  }
+  await refuseForeign(deps.cluster, plan.service, plan.objects);
   return plan;
 }
 

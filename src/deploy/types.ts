@@ -54,6 +54,11 @@ export interface RollbackRequest {
   readonly tag?: string | undefined;
   /** `previous`: deploy the recorded last-known-good stable version (after a bad promotion). */
   readonly to?: 'previous' | undefined;
+  /**
+   * Whether the caller may deploy (the `deploy` scope). Without it a rollback may only remove the canary, redeploy
+   * the running stable version or the recorded previous one; any other version is refused (403).
+   */
+  readonly mayDeploy: boolean;
   readonly caller: Caller;
   readonly requestId: string;
 }
@@ -96,6 +101,6 @@ export interface DeployService {
   state(service: ServiceConfig): Promise<DeploymentState[]>;
   /** The registry tags of the service's untagged images at `ref` (default: the repository's default branch). */
   tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]>;
-  /** Waits for the rollout of the Deployments a deploy applied; see verdict.ts. */
-  verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number): Promise<Verdict>;
+  /** Waits for the rollout of the Deployments a deploy applied; see verdict.ts. Stops early once `signal` aborts (the caller left). */
+  verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number, signal?: AbortSignal): Promise<Verdict>;
 }

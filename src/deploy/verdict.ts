@@ -101,6 +101,22 @@ export interface VerdictOptions {
   readonly pollMs?: number | undefined;
   readonly now?: (() => number) | undefined;
   readonly sleep?: ((ms: number) => Promise<void>) | undefined;
+  /** The caller left: stop polling (no one would read the verdict) and answer what was seen last. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** `ms`, or less once `signal` aborts. */
+function pause(wait: (ms: number) => Promise<void>, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return wait(ms);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    void wait(ms).then(done);
+  });
 }
 
 /** The pods of the Deployment's current ReplicaSet (its revision), or undefined before the controller made it. */
@@ -155,6 +171,10 @@ export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTa
         waitedMs,
       };
     }
-    await wait(Math.min(pollMs, remaining));
+    await pause(wait, Math.min(pollMs, remaining), options.signal);
+    if (options.signal?.aborted === true) {
+      const left = Math.round((now() - started) / 1000);
+      return { result: 'timeout', message: `stopped waiting after ${left}s: the caller left; ${summary(verdicts, 'progressing')}`, deployments: verdicts, waitedMs: now() - started };
+    }
   }
 }

@@ -1,4 +1,4 @@
-import { AuthError, DeployerError, InputError, UpstreamError } from '../errors.js';
+import { AuthError, DeployerError, InputError, UnavailableError, UpstreamError } from '../errors.js';
 import { REALM } from './auth.js';
 
 /** Every error response has this shape: a human message, and safe detail fields (never a stack or a secret). */
@@ -44,7 +44,10 @@ export function toErrorReply(err: unknown, context: ErrorContext): ErrorReply {
     if (status >= 500) body['requestId'] = context.requestId;
     const headers: Record<string, string> =
       err instanceof AuthError && err.status === 401 ? { 'www-authenticate': `Basic realm="${REALM}", charset="UTF-8"` } : {};
-    return { status, body: body as unknown as ErrorBody, headers, level: status >= 500 ? 'error' : 'info' };
+    if (err instanceof UnavailableError) headers['retry-after'] = String(err.retryAfterSeconds);
+    // Out of room is the deployer protecting itself, not a fault: a warning.
+    const level = err instanceof UnavailableError ? 'warn' : status >= 500 ? 'error' : 'info';
+    return { status, body: body as unknown as ErrorBody, headers, level };
   }
   const known = fastifyError(err);
   if (known !== undefined) {

@@ -7,6 +7,7 @@ import type { Verdict } from '../deploy/verdict.js';
 import { InputError } from '../errors.js';
 import { CommitRef, DeployQuery, ImageTag, ServiceParams } from './inputs.js';
 import type { HttpServer } from './server.js';
+import { callerLeft, type WaitSlots } from './waits.js';
 import type { Caller, ObjectResult } from '../core/types.js';
 
 /** `wait=true`: how long to wait for the rollout when no duration is given. */
@@ -108,7 +109,8 @@ export async function withVerdict<T extends { readonly service: string; readonly
   waitMs: number | undefined,
 ): Promise<WithVerdict<T>> {
   if (waitMs === undefined) return result;
-  const verdict = await deployer.verdict(result.service, result.objects, waitMs);
+  // Polling for a caller that hung up would go on for up to 30 minutes for no one.
+  const verdict = await deployer.verdict(result.service, result.objects, waitMs, callerLeft(reply));
   if (verdict.result === 'success') return { ...result, verdict };
   if (verdict.result === 'timeout') {
     void reply.code(202);
@@ -118,8 +120,30 @@ export async function withVerdict<T extends { readonly service: string; readonly
   return { error: verdict.message, ...result, verdict };
 }
 
+/**
+ * Runs a deploy, rollback or promotion and, with `wait`, waits for its verdict: a wait slot is taken first (503
+ * before anything is deployed when none is free) and held until the verdict is in or the caller left.
+ */
+export async function runAndWait<T extends { readonly service: string; readonly objects: readonly ObjectResult[] }>(
+  reply: FastifyReply,
+  deps: { readonly deployer: Pick<DeployService, 'verdict'>; readonly waits: WaitSlots },
+  waitMs: number | undefined,
+  run: () => Promise<T>,
+): Promise<WithVerdict<T>> {
+  if (waitMs === undefined) return run();
+  const release = deps.waits.take();
+  try {
+    return await withVerdict(reply, deps.deployer, await run(), waitMs);
+  } finally {
+    release();
+  }
+}
+
 export interface FlowRouteDeps {
   readonly deployer: DeployService;
+  readonly waits: WaitSlots;
+  /** Whether the caller may deploy the service: a rollback to a version it never ran needs it. */
+  readonly mayDeploy: (request: FastifyRequest, service: string) => boolean;
   readonly guard: (action: Action) => (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
   readonly serviceNamed: (name: string) => ServiceConfig;
   readonly callerOf: (request: FastifyRequest) => Caller;
@@ -143,8 +167,10 @@ export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
       if (to !== undefined && (commit !== undefined || tag !== undefined)) {
         throw new InputError('to=previous and a commit or tag exclude each other', { field: 'to' });
       }
-      const result = await deployer.rollback({ service, commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
-      return withVerdict(reply, deployer, result, fieldOf(body, query, 'wait'));
+      const mayDeploy = deps.mayDeploy(request, service.name);
+      return runAndWait(reply, deps, fieldOf(body, query, 'wait'), () =>
+        deployer.rollback({ service, commit, tag, to, mayDeploy, caller: deps.callerOf(request), requestId: request.id }),
+      );
     },
   });
 
@@ -156,13 +182,9 @@ export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
     handler: async (request, reply): Promise<WithVerdict<FlowResult>> => {
       const service = deps.serviceNamed(request.params.service);
       const { body, query } = request;
-      const result = await deployer.promote({
-        service,
-        minAgeSeconds: fieldOf(body, query, 'minAge'),
-        caller: deps.callerOf(request),
-        requestId: request.id,
-      });
-      return withVerdict(reply, deployer, result, fieldOf(body, query, 'wait'));
+      return runAndWait(reply, deps, fieldOf(body, query, 'wait'), () =>
+        deployer.promote({ service, minAgeSeconds: fieldOf(body, query, 'minAge'), caller: deps.callerOf(request), requestId: request.id }),
+      );
     },
   });
 }

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { DeployService, FlowResult } from '../deploy/types.js';
-import { AuthError, DeployerError, InputError } from '../errors.js';
+import { AuthError, BusyError, DeployerError, InputError, UnavailableError } from '../errors.js';
 import { authorize, mayAccess, type Principal } from './auth.js';
 import { CommitRef, ImageTag } from './inputs.js';
 import type { HttpServer } from './server.js';
@@ -11,7 +11,16 @@ import type { Caller } from '../core/types.js';
 /**
  * Monitor webhooks (thesis 5.6: "the alarm would trigger a webhook, which would roll back the canary instance").
  * Both need a token with the `rollback` scope, for the services it names; a monitor's token should have no other.
+ *
+ * One rule for what they answer: Alertmanager (and most monitors) send a notification again only after a 5xx, and a
+ * 4xx is a lost rollback. So the answer is 200 with a result per alert — an unknown service, a service outside the
+ * token's scope and nothing to roll back are results, not failures of the notification — except 503 (with
+ * Retry-After) when the rollback of a known, permitted service could not run yet: its lock is busy, or git, the
+ * registry or the apiserver is down. Then the notification is sent again.
  */
+
+/** What a monitor told to retry is asked to wait. */
+export const HOOK_RETRY_AFTER_SECONDS = 10;
 
 /** Alertmanager groups many alerts in one notification: allow more than a deploy's few fields. */
 export const HOOK_BODY_LIMIT = 1024 * 1024;
@@ -72,8 +81,8 @@ export interface AlertmanagerView {
 interface ServiceOutcome {
   readonly result: AlertResult;
   readonly message: string;
-  /** The HTTP status this outcome asks for: Alertmanager retries a notification answered 5xx. */
-  readonly status: number;
+  /** Whether the rollback could not run yet (busy, an upstream down): the notification is answered 503, to be sent again. */
+  readonly retry: boolean;
 }
 
 export interface HookRouteDeps {
@@ -82,6 +91,13 @@ export interface HookRouteDeps {
   readonly principalOf: (request: FastifyRequest) => Principal;
   readonly callerOf: (request: FastifyRequest) => Caller;
   readonly serviceNamed: (name: string) => ServiceConfig;
+  readonly mayDeploy: (request: FastifyRequest, service: string) => boolean;
+}
+
+/** Whether a rollback failed because it could not run yet, rather than for good. */
+function retryable(err: unknown): boolean {
+  if (err instanceof BusyError) return true;
+  return !(err instanceof DeployerError) || err.status >= 500;
 }
 
 export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
@@ -95,18 +111,25 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
   };
 
   const rollBack = async (request: FastifyRequest, principal: Principal, name: string): Promise<ServiceOutcome> => {
-    if (!Object.hasOwn(config.services, name)) return { result: 'unknown-service', message: `service "${name}" is not configured`, status: 404 };
+    if (!Object.hasOwn(config.services, name)) return { result: 'unknown-service', message: `service "${name}" is not configured`, retry: false };
     if (!mayAccess(principal, 'rollback', name)) {
-      return { result: 'forbidden', message: `token "${principal.token}" may not rollback service "${name}"`, status: 403 };
+      return { result: 'forbidden', message: `token "${principal.token}" may not rollback service "${name}"`, retry: false };
     }
     try {
-      const done = await deployer.rollback({ service: deps.serviceNamed(name), caller: deps.callerOf(request), requestId: request.id });
-      return { result: done.outcome === 'nothing-to-roll-back' ? 'nothing-to-roll-back' : 'rolled-back', message: done.message, status: 200 };
+      const done = await deployer.rollback({
+        service: deps.serviceNamed(name),
+        mayDeploy: deps.mayDeploy(request, name),
+        caller: deps.callerOf(request),
+        requestId: request.id,
+      });
+      return { result: done.outcome === 'nothing-to-roll-back' ? 'nothing-to-roll-back' : 'rolled-back', message: done.message, retry: false };
     } catch (err) {
       // Answered here, not by the error handler, which would have logged it.
       const status = err instanceof DeployerError ? err.status : 500;
-      request.log[status >= 500 ? 'error' : 'info']({ err, service: name, status }, 'rollback from a monitor hook failed');
-      return { result: 'failed', message: err instanceof DeployerError && status < 500 ? err.message : `rollback failed (${status}); see the deployer's log`, status };
+      const retry = retryable(err);
+      request.log[status >= 500 ? 'error' : 'warn']({ err, service: name, status, retry }, 'rollback from a monitor hook failed');
+      const message = err instanceof DeployerError && status < 500 ? err.message : `rollback failed (${status}); see the deployer's log`;
+      return { result: 'failed', message: retry ? `${message}; send the alert again` : message, retry };
     }
   };
 
@@ -137,8 +160,7 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
         if (outcome === undefined) return { ...base, result: 'ignored', message: `the alert has no "${label}" label` };
         return { ...base, service, result: outcome.result, message: outcome.message };
       });
-      const status = Math.max(200, ...[...outcomes.values()].map((o) => o.status));
-      void reply.code(status);
+      if ([...outcomes.values()].some((o) => o.retry)) void reply.code(503).header('retry-after', String(HOOK_RETRY_AFTER_SECONDS));
       return { results };
     },
   );
@@ -151,6 +173,13 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
     if (to !== undefined && (commit !== undefined || tag !== undefined)) {
       throw new InputError('to=previous and a commit or tag exclude each other', { field: 'to' });
     }
-    return deployer.rollback({ service: deps.serviceNamed(name), commit, tag, to, caller: deps.callerOf(request), requestId: request.id });
+    const service = deps.serviceNamed(name);
+    try {
+      return await deployer.rollback({ service, commit, tag, to, mayDeploy: deps.mayDeploy(request, name), caller: deps.callerOf(request), requestId: request.id });
+    } catch (err) {
+      // Busy is "not yet", not "no": 503, so that the monitor sends it again.
+      if (err instanceof BusyError) throw new UnavailableError(err.message, { retryAfterSeconds: HOOK_RETRY_AFTER_SECONDS, detail: err.detail });
+      throw err;
+    }
   });
 }

@@ -5,7 +5,8 @@ import type { DeploymentState } from '../deploy/state.js';
 import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
 import { NotFoundError } from '../errors.js';
 import { authenticate, authorizeService, mayAccess, type Principal } from './auth.js';
-import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
+import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, runAndWait, type WithVerdict } from './flow-routes.js';
+import { WaitSlots } from './waits.js';
 import { registerHookRoutes } from './hook-routes.js';
 import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
@@ -49,6 +50,7 @@ function syncHook(check: (request: FastifyRequest) => void) {
 /** The thesis' endpoints (5.2): ls, show, tags, deploy, canary, version; and a health check for Kubernetes. */
 export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
   const { config, deployer } = deps;
+  const waits = new WaitSlots(config.http.maxWaits);
 
   /** The configured service by name; own properties only, so `/constructor` is not a service. */
   const serviceNamed = (name: string): ServiceConfig => {
@@ -127,7 +129,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
             requestId: request.id,
           };
           // Identical requests in flight are joined (a CI job retried while its first request still runs).
-          return withVerdict(reply, deployer, await deployer.deploy(deploy), wait);
+          return runAndWait(reply, { deployer, waits }, wait, () => deployer.deploy(deploy));
         },
       });
     };
@@ -137,8 +139,9 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     deployRoute('/:service/deploy_canary', 'canary');
 
     const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
-    registerFlowRoutes(api, { deployer, guard, serviceNamed, callerOf });
-    registerHookRoutes(api, { config, deployer, principalOf, callerOf, serviceNamed });
+    const mayDeploy = (request: FastifyRequest, service: string): boolean => mayAccess(principalOf(request), 'deploy', service);
+    registerFlowRoutes(api, { deployer, waits, mayDeploy, guard, serviceNamed, callerOf });
+    registerHookRoutes(api, { config, deployer, principalOf, callerOf, serviceNamed, mayDeploy });
     done();
   });
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
+import type { Config } from '../config/load.js';
 import { toErrorReply } from './errors.js';
 import { fieldsOf, parseForm, unknownFieldsError } from './inputs.js';
 import { zodValidatorCompiler, type ZodTypeProvider } from './zod.js';
@@ -18,6 +19,36 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers[REQUEST_ID_HEADER];
   return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** The server's bounds against slow and too many clients (config `http`). */
+export type ServerLimits = Pick<
+  Config['http'],
+  | 'requestTimeoutSeconds'
+  | 'headersTimeoutSeconds'
+  | 'keepAliveTimeoutSeconds'
+  | 'connectionTimeoutSeconds'
+  | 'maxRequestsPerSocket'
+  | 'maxConnections'
+>;
+
+/**
+ * Node's http.Server options from the limits. Node checks the request and header timeouts only every
+ * `connectionsCheckingInterval` (30 s by default), so a trickling client would get up to 30 s more: check more often.
+ */
+function nodeOptions(limits: ServerLimits) {
+  const requestTimeout = limits.requestTimeoutSeconds * 1000;
+  // Node refuses a header timeout above the request timeout.
+  const headersTimeout = Math.min(limits.headersTimeoutSeconds * 1000, requestTimeout);
+  return {
+    fastify: {
+      requestTimeout,
+      keepAliveTimeout: limits.keepAliveTimeoutSeconds * 1000,
+      connectionTimeout: limits.connectionTimeoutSeconds * 1000,
+      maxRequestsPerSocket: limits.maxRequestsPerSocket,
+    },
+    http: { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.round(Math.max(100, Math.min(5000, headersTimeout / 2))) },
+  };
 }
 
 /**
@@ -51,9 +82,11 @@ function patternOf(url: string): RegExp {
 
 /**
  * Creates the Fastify instance with what every route shares: logging without credentials, request ids, the body
- * parsers (form and JSON only), zod route schemas and the one error handler.
+ * parsers (form and JSON only), zod route schemas and the one error handler, and the bounds of `limits`: a request
+ * (headers and body) must arrive within its timeouts, whoever sends it, and connections beyond the cap are closed.
  */
-export function createHttpServer(options: { logger: Logger }): HttpServer {
+export function createHttpServer(options: { logger: Logger; limits: ServerLimits }): HttpServer {
+  const node = nodeOptions(options.limits);
   const logger: FastifyBaseLogger = options.logger.child(
     { module: 'http' },
     {
@@ -68,7 +101,13 @@ export function createHttpServer(options: { logger: Logger }): HttpServer {
     genReqId: requestIdOf,
     // close() ends idle keep-alive sockets at once and lets requests in flight (a deploy) finish.
     forceCloseConnections: 'idle',
+    ...node.fastify,
+    http: node.http,
   }).withTypeProvider<ZodTypeProvider>();
+  app.server.maxConnections = options.limits.maxConnections;
+  app.server.on('drop', (data?: { remoteAddress?: string }) => {
+    logger.debug({ remoteAddress: data?.remoteAddress, maxConnections: options.limits.maxConnections }, 'connection refused: too many open connections');
+  });
 
   app.setValidatorCompiler(closedInputCompiler);
 

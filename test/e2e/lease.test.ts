@@ -41,6 +41,8 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
   const namespaces: Record<'hammer' | 'killed' | 'stalled' | 'busy', string> = { hammer: '', killed: '', stalled: '', busy: '' };
   const names = (kind: keyof typeof namespaces): string => `${svc.name}-${kind}`;
   let tags: string[] = [];
+  /** Where the replicas keep their locks (kubernetes.leaseNamespace), away from the services' namespaces. */
+  let locks = '';
 
   beforeAll(async () => {
     const registry = ground('registry').anonymous;
@@ -57,7 +59,13 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     const services = Object.fromEntries(
       (Object.keys(namespaces) as Array<keyof typeof namespaces>).map((kind) => [names(kind), { repository: svc.repository, namespace: namespaces[kind] }]),
     );
-    const raw = { tokens: { ci: { secret: { value: SECRET } } }, services, versions: { registryWaitSeconds: 0 } };
+    locks = await createNamespace('lease-locks');
+    const raw = {
+      tokens: { ci: { secret: { value: SECRET } } },
+      services,
+      versions: { registryWaitSeconds: 0 },
+      kubernetes: { kubeconfig: ground('kube').adminKubeconfig, leaseNamespace: locks },
+    };
     // Two replicas: separate engines, caches and in-process queues, one apiserver; one log, in the order of events.
     a = await startDeployer(raw, { identity: 'deployer-a', log: { ...memory, logger: memory.logger.child({ replica: 'a' }) } });
     b = await startDeployer(raw, { identity: 'deployer-b', log: { ...memory, logger: memory.logger.child({ replica: 'b' }) } });
@@ -70,7 +78,7 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
 
   it('concurrent deploys of one service through two replicas never interleave, and the last holder wins', async () => {
     const service = names('hammer');
-    const lease = `${namespaces.hammer}/deployer-${service}`;
+    const lease = `${locks}/deployer-${service}`;
     const requests = [
       { replica: a, name: 'a', tag: tags[0] },
       { replica: b, name: 'b', tag: tags[1] },
@@ -117,7 +125,7 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     expect(web.metadata?.annotations?.['deployer.io/tag']).toBe(last?.tag);
     expect(web.metadata?.annotations?.['deployer.io/request-id']).toBe(last?.requestId);
     // Released: free for the next deploy, by any replica.
-    expect((await leaseSpec(namespaces.hammer, `deployer-${service}`))['holderIdentity']).toBeUndefined();
+    expect((await leaseSpec(locks, `deployer-${service}`))['holderIdentity']).toBeUndefined();
   });
 
   it('identical requests in flight are joined: one deploy, one answer for both', async () => {
@@ -136,14 +144,14 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
 
   it("a crashed holder's lease (old renewTime) has expired: the next deploy takes it over at once", async () => {
     const service = names('killed');
-    await plantLease(namespaces.killed, `deployer-${service}`, 'dead-pod-7f9c', 600, 15);
+    await plantLease(locks, `deployer-${service}`, 'dead-pod-7f9c', 600, 15);
 
     const answer = await send(`${a.url}/${service}/deploy`, { auth, json: { tag: tags[0] }, requestId: 'after-crash' });
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     expect(logs).toContainEqual(
       expect.objectContaining({ msg: 'lease taken over from a holder that stopped renewing it', previousHolder: 'dead-pod-7f9c', holder: 'deployer-a', requestId: 'after-crash' }),
     );
-    const spec = await leaseSpec(namespaces.killed, `deployer-${service}`);
+    const spec = await leaseSpec(locks, `deployer-${service}`);
     expect(spec['holderIdentity']).toBeUndefined();
     expect(spec['leaseTransitions']).toBe(4);
   });
@@ -151,7 +159,7 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
   it('a holder that stops renewing loses its lease by itself after leaseDurationSeconds', async () => {
     const service = names('stalled');
     // Renewed just now, for 2 seconds, and never again.
-    await plantLease(namespaces.stalled, `deployer-${service}`, 'stalled-pod', 0, 2);
+    await plantLease(locks, `deployer-${service}`, 'stalled-pod', 0, 2);
 
     const answer = await send(`${b.url}/${service}/deploy`, { auth, json: { tag: tags[1] }, requestId: 'after-stall' });
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
@@ -162,7 +170,7 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
 
   it('a lease another live replica holds makes a deploy wait, then 409 naming the holder; nothing applied', async () => {
     const service = names('busy');
-    await plantLease(namespaces.busy, `deployer-${service}`, 'busy-pod', 0, 3600);
+    await plantLease(locks, `deployer-${service}`, 'busy-pod', 0, 3600);
 
     const answer = await send(`${impatient.url}/${service}/deploy`, { auth, json: { tag: tags[0] } });
     expect(answer.status).toBe(409);
@@ -172,6 +180,6 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
       holder: 'busy-pod',
     });
     await expect(adminClient().apps.readNamespacedDeployment({ name: 'web', namespace: namespaces.busy })).rejects.toThrow();
-    expect((await leaseSpec(namespaces.busy, `deployer-${service}`))['holderIdentity']).toBe('busy-pod');
+    expect((await leaseSpec(locks, `deployer-${service}`))['holderIdentity']).toBe('busy-pod');
   });
 });
