@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { kubeBinDir } from './kube-plane.js';
@@ -53,4 +53,30 @@ export async function pushProgramImage(options: PushProgramOptions): Promise<Pus
     layers: [{ mediaType: MEDIA_TYPES.oci.layer, ...layer }],
   };
   return putManifest(target, options.tag, manifest, MEDIA_TYPES.oci.manifest);
+}
+
+/** Where prepare.sh puts the deployer's own image (an OCI image layout, built by deployer-image.sh). */
+export function deployerImageLayout(): string {
+  return join(kubeBinDir(), '..', 'deployer-image');
+}
+
+interface OciDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** Pushes the one image of an OCI image layout directory as `host/repository:tag`; returns its manifest's digest. */
+export async function pushOciLayout(layout: string, options: { host: string; repository: string; tag: string }): Promise<PushedManifest> {
+  if (!existsSync(join(layout, 'index.json'))) {
+    throw new Error(`${layout} holds no OCI image layout: run \`bash test/env/prepare.sh\` first`);
+  }
+  const blob = (digest: string): Buffer => readFileSync(join(layout, 'blobs', ...digest.split(':')));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: OciDescriptor[] };
+  const top = index.manifests[0];
+  if (top === undefined) throw new Error(`${layout}/index.json names no image`);
+  const manifest = JSON.parse(blob(top.digest).toString('utf8')) as { config: OciDescriptor; layers: OciDescriptor[] };
+  const target = { host: options.host, repository: options.repository };
+  for (const d of [manifest.config, ...manifest.layers]) await pushBlob(target, blob(d.digest));
+  return putManifest(target, options.tag, manifest, top.mediaType);
 }
