@@ -2,15 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import type { Ground, PartName } from './ground.js';
+import type { Ground } from './ground.js';
+import { wantedParts, type PartName } from './parts.js';
 
 /** A started part: what it tells the tests, and how to stop it (must not throw, must kill every process). */
 export interface Started<T> {
   info: T;
   stop(): Promise<void>;
 }
-
-const ALL_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn', 'node'];
 
 /** Set by log-reporter.ts when the run failed: the ground's folder is then kept for its logs. */
 export const RUN_FAILED_ENV = 'DEPLOYER_GROUND_RUN_FAILED';
@@ -22,10 +21,7 @@ export const RUN_FAILED_ENV = 'DEPLOYER_GROUND_RUN_FAILED';
  * folder (/tmp/deployer-ground-*) is removed after a passed run and kept, with a message, after a failed one.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const wanted = (process.env['TESTGROUND_PARTS'] ?? ALL_PARTS.join(','))
-    .split(',')
-    .map((p) => p.trim())
-    .filter((p): p is PartName => (ALL_PARTS as readonly string[]).includes(p));
+  const wanted = wantedParts();
   const base = mkdtempSync(join(tmpdir(), 'deployer-ground-'));
   const logsDir = join(base, 'logs');
   const stops: Array<() => Promise<void>> = [];

@@ -1,4 +1,5 @@
 import { inject } from 'vitest';
+import type { PartName } from './parts.js';
 
 /**
  * What the test ground's parts tell the tests: plain JSON (vitest passes it from the global setup to the
@@ -83,7 +84,7 @@ export interface Ground {
   logsDir: string;
 }
 
-export type PartName = 'kube' | 'registry' | 'git' | 'svn' | 'node';
+export type { PartName } from './parts.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

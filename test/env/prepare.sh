@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares the test ground: Debian packages; kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 # kube-proxy built from Debian's kubernetes source package (one make); the programs of the ground's images
-# (test/images/*: the pause process, the sample service), static Go binaries. Idempotent; cached under
-# $DEPLOYER_TESTENV_CACHE.
+# (test/images/*: the pause process, the sample service), static Go binaries; the deployer's image (buildah, see
+# deployer-image.sh). Idempotent; cached under $DEPLOYER_TESTENV_CACHE.
 set -euo pipefail
 
 cache=${DEPLOYER_TESTENV_CACHE:-$HOME/.cache/deployer-testenv}
@@ -13,7 +13,7 @@ sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
 packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates
-  containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux)
+  containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux buildah mmdebstrap)
 kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 missing=()
@@ -87,6 +87,9 @@ for dir in "$images"/*/; do
     echo "$sum" >"$bin/ground-$name.sha256"
   fi
 done
+
+# The deployer's own image, from the working tree's Dockerfile (layers cached by buildah).
+bash "$(dirname "$0")/deployer-image.sh" "$cache/deployer-image"
 
 "$bin/kube-apiserver" --version
 echo "testenv: ready ($bin)"
