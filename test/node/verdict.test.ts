@@ -106,7 +106,8 @@ describe('rollout verdict on real pods', () => {
     for (const pod of pods) {
       expect(pod).toMatchObject({ ready: true, node: ground('node').name });
       const reply = await getSample(`${pod.ip}:8080`);
-      expect(reply).toMatchObject({ status: 200, version: 'v1', pod: pod.name });
+      // The deployer sets VERSION to the tag it deploys, which the sample service answers with.
+      expect(reply).toMatchObject({ status: 200, version: tagOf(svc, 0), pod: pod.name });
     }
   }, 240_000);
 
