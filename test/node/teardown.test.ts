@@ -49,7 +49,8 @@ async function runFixture(end: End): Promise<Outcome> {
   try {
     await waitFor(() => Promise.resolve(existsSync(report) && readFileSync(report, 'utf8') !== ''), {
       what: `the fixture run to hold a running pod; output so far:\n${output}`,
-      timeoutMs: 240_000,
+      // A whole test run of its own starts first (apiserver, node, image pull): minutes on a loaded machine.
+      timeoutMs: 420_000,
       intervalMs: 500,
     }).catch((err: unknown) => {
       child.kill('SIGKILL');
@@ -126,7 +127,7 @@ describe('nothing of the ground remains after a run', () => {
     expect(exit, output).toBe(0);
     await expectNothingLeft(node);
     expect(existsSync(dirname(node.runDir))).toBe(false);
-  }, 300_000);
+  }, 480_000);
 
   it('that failed: everything is stopped, its folder kept and named', async () => {
     const { node, exit, output } = await runFixture('fail');
@@ -136,7 +137,7 @@ describe('nothing of the ground remains after a run', () => {
     kept.push(base);
     expect(existsSync(join(base, 'logs', 'kubelet.log'))).toBe(true);
     expect(output).toContain(`test ground files (logs, state) kept in ${base}`);
-  }, 300_000);
+  }, 480_000);
 
   it.each(['sigterm', 'sigkill'] as const)('whose runner got %s: gone, at the latest after the next run sweeps', async (end) => {
     const { node } = await runFixture(end);
@@ -146,5 +147,5 @@ describe('nothing of the ground remains after a run', () => {
     await waitFor(() => Promise.resolve(!existsSync(`/proc/${node.initPid}`)), { what: 'the ground init to die', timeoutMs: 20_000 });
     sweepLeftovers();
     await expectNothingLeft(node);
-  }, 300_000);
+  }, 480_000);
 });
