@@ -1,8 +1,11 @@
 import { defineConfig } from 'vitest/config';
+import { NODE_TESTS, wantedParts } from './test/env/parts.js';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    // Without the node (TESTGROUND_PARTS), the tests that need real pods are not collected.
+    exclude: ['**/node_modules/**', ...(wantedParts().includes('node') ? [] : NODE_TESTS)],
     globalSetup: ['test/env/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -1,8 +1,9 @@
 import { inject } from 'vitest';
+import type { PartName } from './parts.js';
 
 /**
  * What the test ground's parts tell the tests: plain JSON (vitest passes it from the global setup to the
- * workers). Every address is on loopback. Each part is started by `test/env/global-setup.ts` unless
+ * workers). Every address is on loopback, except those of the node's ground network. Each part is started by `test/env/global-setup.ts` unless
  * `TESTGROUND_PARTS` (comma-separated part names) leaves it out, for a quicker focused run.
  */
 export interface KubeGround {
@@ -44,16 +45,46 @@ export interface SvnGround {
   root: string;
 }
 
+/**
+ * The node (`node` part): containerd, kubelet, kube-proxy and kube-scheduler; pods really run. Its scheduler has a
+ * name of its own: pods that should run name it (the others stay Pending, for the tests that drive status by hand).
+ * Pod IPs and ClusterIPs answer from the test process; pods reach the ground's servers on `hostAddress` (the
+ * apiserver through the `kubernetes` Service, the registry and git at hostAddress:THEIR_LOOPBACK_PORT).
+ */
+export interface NodeGround {
+  name: string;
+  /** The machine's end of the ground network: servers for pods are forwarded here from loopback. */
+  hostAddress: string;
+  /** The name of that end (a veth link on the machine, gone with the ground's network namespace). */
+  hostLink: string;
+  nodeAddress: string;
+  podCidr: string;
+  serviceCidr: string;
+  /** The scheduler that places pods on the node: pods that should run name it in `spec.schedulerName`. */
+  schedulerName: string;
+  /** The sandbox image (in the anonymous registry). */
+  pauseImage: string;
+  /** REGISTRY/ground/sample, tag v1 pushed; push more with test/env/node-images.ts. */
+  sampleRepository: string;
+  /** PID 1 of the ground's PID namespace (as the machine sees it). */
+  initPid: number;
+  /** The cgroup under which the node's pods run, e.g. /deployer-ground-1234. */
+  cgroupRoot: string;
+  /** The node's state directory (containerd, kubelet). */
+  runDir: string;
+}
+
 export interface Ground {
   kube?: KubeGround;
   registry?: RegistryGround;
   git?: GitGround;
   svn?: SvnGround;
+  node?: NodeGround;
   /** Where every part writes its server logs. */
   logsDir: string;
 }
 
-export type PartName = 'kube' | 'registry' | 'git' | 'svn';
+export type { PartName } from './parts.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

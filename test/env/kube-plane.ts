@@ -35,11 +35,23 @@ export function tokenKubeconfig(options: { server: string; caFile: string; user:
 }
 
 /**
- * A Kubernetes control plane without nodes: etcd, kube-apiserver (token auth, RBAC) and a kube-controller-manager
- * running the controllers the deployer relies on (deployments create replica sets and pods; service accounts get
- * token secrets). No kubelet: pods stay Pending until a test marks them ready (kube-helpers.ts).
+ * A Kubernetes control plane: etcd, kube-apiserver (token auth, RBAC) and a kube-controller-manager running the
+ * controllers of a real cluster. Its one node, when the `node` part runs, has a scheduler of its own name (node.ts):
+ * pods that do not name it stay Pending until a test marks them ready by hand (kube-helpers.ts).
  */
-export async function startKube(dir: string, logsDir: string): Promise<Started<KubeGround>> {
+export interface KubeNetwork {
+  /** An address of the ground network (not loopback) the apiserver advertises as the `kubernetes` Service's endpoint. */
+  advertiseAddress: string;
+  serviceCidr: string;
+}
+
+/**
+ * Without `network`, the apiserver advertises 127.0.0.1 and keeps the `kubernetes` Service without endpoints (no
+ * pod could reach it anyway). With it (the `node` part), the endpoint is the ground network's host address, where
+ * a forwarder passes connections to the loopback port (forwarders.ts), so pods reach the apiserver through the
+ * Service's ClusterIP as in a real cluster.
+ */
+export async function startKube(dir: string, logsDir: string, network?: KubeNetwork): Promise<Started<KubeGround>> {
   const bin = kubeBinDir();
   for (const name of ['kube-apiserver', 'kube-controller-manager']) {
     if (!existsSync(join(bin, name))) {
@@ -96,15 +108,15 @@ export async function startKube(dir: string, logsDir: string): Promise<Started<K
         `--secure-port=${apiPort}`,
         '--insecure-port=0',
         '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--advertise-address=${network?.advertiseAddress ?? '127.0.0.1'}`,
         `--cert-dir=${certDir}`,
         `--token-auth-file=${tokenFile}`,
         `--service-account-key-file=${saKey}`,
         `--service-account-signing-key-file=${saKey}`,
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         '--authorization-mode=RBAC',
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--endpoint-reconciler-type=none',
+        `--service-cluster-ip-range=${network?.serviceCidr ?? '10.0.0.0/24'}`,
+        `--endpoint-reconciler-type=${network === undefined ? 'none' : 'lease'}`,
         '--profiling=false',
         '--v=1',
       ],
@@ -130,7 +142,9 @@ export async function startKube(dir: string, logsDir: string): Promise<Started<K
         `--root-ca-file=${caFile}`,
         '--use-service-account-credentials=false',
         '--leader-elect=false',
-        '--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,namespace,garbagecollector',
+        // What a real cluster runs (job, cronjob, statefulset, daemonset, disruption, endpoint, endpointslice,
+        // nodelifecycle, persistentvolume-binder, ...): '*' is the default set; the cloud ones skip themselves.
+        '--controllers=*',
         '--port=0',
         '--secure-port=0',
         '--concurrent-gc-syncs=5',

@@ -13,6 +13,8 @@ const LINES = 60;
 export default class GroundLogReporter implements Reporter {
   onTestRunEnd(_modules: unknown, errors: ReadonlyArray<unknown>, reason: TestRunEndReason): void {
     if (reason === 'passed' && errors.length === 0) return;
+    // Read by global-setup.ts' teardown (same process): keep the ground's folder for its logs.
+    process.env['DEPLOYER_GROUND_RUN_FAILED'] = reason;
     const dir = process.env['DEPLOYER_GROUND_LOGS'];
     if (dir === undefined) return;
     let files: string[];

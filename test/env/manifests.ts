@@ -23,6 +23,13 @@ export interface DeploymentSpec {
   readonly envFrom?: string;
   /** A second container, whose image is tagged (the deployer leaves it alone). */
   readonly sidecar?: { readonly name: string; readonly image: string };
+  /**
+   * For pods that really run on the ground's node (its sample image): the node's scheduler is named, and the first
+   * container gets a readiness probe on GET /ready and a liveness probe on GET /healthz (port 8080).
+   */
+  readonly realNode?: { readonly schedulerName: string };
+  /** The Deployment's progressDeadlineSeconds (Kubernetes' default: 600). */
+  readonly progressDeadlineSeconds?: number;
 }
 
 export function deploymentYaml(spec: DeploymentSpec): string {
@@ -35,12 +42,19 @@ export function deploymentYaml(spec: DeploymentSpec): string {
     `  labels: { app: ${name} }`,
     'spec:',
     `  replicas: ${spec.replicas ?? 1}`,
+    ...(spec.progressDeadlineSeconds === undefined ? [] : [`  progressDeadlineSeconds: ${spec.progressDeadlineSeconds}`]),
     '  selector:',
     `    matchLabels: { app: ${name} }`,
     '  template:',
     '    metadata:',
     `      labels: { app: ${name} }`,
     '    spec:',
+    ...(spec.realNode === undefined
+      ? []
+      : [
+          '      terminationGracePeriodSeconds: 5',
+          `      schedulerName: ${spec.realNode.schedulerName}`,
+        ]),
     '      containers:',
     `        - name: ${spec.container ?? 'app'}`,
   ];
@@ -52,6 +66,12 @@ export function deploymentYaml(spec: DeploymentSpec): string {
     lines.push(`          env: [${vars.join(', ')}]`);
   }
   if (spec.envFrom !== undefined) lines.push(`          envFrom: [{ configMapRef: { name: ${spec.envFrom} } }]`);
+  if (spec.realNode !== undefined) {
+    lines.push(
+      '          readinessProbe: { httpGet: { path: /ready, port: 8080 }, periodSeconds: 1, failureThreshold: 1 }',
+      '          livenessProbe: { httpGet: { path: /healthz, port: 8080 }, periodSeconds: 5 }',
+    );
+  }
   if (spec.sidecar !== undefined) lines.push(`        - name: ${spec.sidecar.name}`, `          image: ${spec.sidecar.image}`);
   return `${lines.join('\n')}\n`;
 }

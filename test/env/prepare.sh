@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Prepares the test ground: Debian packages, and kube-apiserver + kube-controller-manager built from Debian's
-# kubernetes source package. Idempotent; the build is cached under $DEPLOYER_TESTENV_CACHE.
+# Prepares the test ground: Debian packages; kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
+# kube-proxy built from Debian's kubernetes source package (one make); the programs of the ground's images
+# (test/images/*: the pause process, the sample service), static Go binaries; the deployer's image (buildah, see
+# deployer-image.sh). Idempotent; cached under $DEPLOYER_TESTENV_CACHE.
 set -euo pipefail
 
 cache=${DEPLOYER_TESTENV_CACHE:-$HOME/.cache/deployer-testenv}
@@ -10,7 +12,9 @@ mkdir -p "$bin"
 sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
-packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates)
+packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates
+  containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux buildah mmdebstrap)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,7 +22,9 @@ for p in "${packages[@]}"; do
 done
 
 need_src=0
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ]; then need_src=1; fi
+for b in "${kube_binaries[@]}"; do
+  if [ ! -x "$bin/$b" ]; then need_src=1; fi
+done
 
 if [ "$need_src" = 1 ] && ! ls /etc/apt/sources.list.d/deployer-src.sources >/dev/null 2>&1; then
   # deb-src entries for the same archives as the binary ones, so that `apt-get source` works.
@@ -56,15 +62,34 @@ if [ "$need_src" = 1 ]; then
   dir=$(find "$src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
   mkdir -p "$dir/.go/src/k8s.io"
   ln -sfn ../../.. "$dir/.go/src/k8s.io/kubernetes"
-  echo "testenv: building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores)"
+  echo "testenv: building ${kube_binaries[*]} (about 10 minutes on 2 cores)"
   start=$(date +%s)
+  what=()
+  for b in "${kube_binaries[@]}"; do what+=("cmd/$b"); done
   (cd "$dir/.go/src/k8s.io/kubernetes" && GOPATH="$dir/.go" GOFLAGS=-mod=vendor GO111MODULE=on CGO_ENABLED=0 \
-    GOCACHE="$cache/gocache" make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$cache/build.log" 2>&1) || {
+    GOCACHE="$cache/gocache" make WHAT="${what[*]}" >"$cache/build.log" 2>&1) || {
     tail -n 40 "$cache/build.log"; exit 1; }
-  cp "$dir/_output/bin/kube-apiserver" "$dir/_output/bin/kube-controller-manager" "$bin/"
+  # Through a rename: a running test ground may be executing the old binary (cp would fail with ETXTBSY).
+  for b in "${kube_binaries[@]}"; do cp "$dir/_output/bin/$b" "$bin/$b.new" && mv -f "$bin/$b.new" "$bin/$b"; done
   echo "testenv: built in $(( $(date +%s) - start )) s"
   rm -rf "$src"
 fi
+
+# The programs of the ground's images, rebuilt when their source changed.
+images="$(cd "$(dirname "$0")/../images" && pwd)"
+for dir in "$images"/*/; do
+  name=$(basename "$dir")
+  sum=$(sha256sum "$dir"main.go | cut -d' ' -f1)
+  if [ ! -x "$bin/ground-$name" ] || [ "$(cat "$bin/ground-$name.sha256" 2>/dev/null)" != "$sum" ]; then
+    echo "testenv: building the ground image program $name"
+    (cd "$dir" && GO111MODULE=off CGO_ENABLED=0 GOCACHE="$cache/gocache" go build -trimpath -ldflags='-s -w' -o "$bin/ground-$name.new" .)
+    mv -f "$bin/ground-$name.new" "$bin/ground-$name"
+    echo "$sum" >"$bin/ground-$name.sha256"
+  fi
+done
+
+# The deployer's own image, from the working tree's Dockerfile (layers cached by buildah).
+bash "$(dirname "$0")/deployer-image.sh" "$cache/deployer-image"
 
 "$bin/kube-apiserver" --version
 echo "testenv: ready ($bin)"

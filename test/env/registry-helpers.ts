@@ -142,14 +142,14 @@ export async function putManifest(
   return { digest, size: body.length, mediaType };
 }
 
-/** A one-file tar archive (ustar), enough to be a real layer. */
-function tarOf(name: string, content: Buffer): Buffer {
+/** A one-file tar archive (ustar), enough to be a real layer; `mode` is octal, e.g. '0000755' for a program. */
+export function tarOf(name: string, content: Buffer, mode = '0000644'): Buffer {
   const header = Buffer.alloc(512);
   const field = (offset: number, length: number, value: string): void => {
     header.write(value, offset, length, 'ascii');
   };
   field(0, 100, name);
-  field(100, 8, '0000644\0');
+  field(100, 8, `${mode}\0`);
   field(108, 8, '0000000\0');
   field(116, 8, '0000000\0');
   field(124, 12, content.length.toString(8).padStart(11, '0') + '\0');

@@ -1,0 +1,79 @@
+import { request } from 'node:http';
+import { ground } from '../env/ground.js';
+import { adminClient } from '../env/kube-helpers.js';
+import { deploymentYaml, serviceYaml, type DeploymentSpec } from '../env/manifests.js';
+import { pushProgramImage } from '../env/node-images.js';
+
+/**
+ * Helpers of the tests whose pods really run on the ground's node: the sample service's image pushed under a
+ * test's own repository, its manifests made to run on the node, and plain HTTP to pod and Service addresses.
+ */
+
+/** Pushes the sample service's image as `REGISTRY/repository:tag` (the anonymous registry); returns the image name. */
+export async function pushSample(repository: string, tags: readonly string[]): Promise<string> {
+  const host = ground('registry').anonymous;
+  for (const tag of tags) await pushProgramImage({ host, repository, tag, program: 'sample' });
+  return `${host}/${repository}`;
+}
+
+/** The sample service's Deployment, scheduled on the node, with readiness on /ready; and its Service. */
+export function sampleManifests(spec: Omit<DeploymentSpec, 'realNode'>): Record<string, string> {
+  return {
+    'kubernetes/deployment.yaml': deploymentYaml({ ...spec, realNode: { schedulerName: ground('node').schedulerName } }),
+    'kubernetes/service.yaml': serviceYaml(spec.name),
+  };
+}
+
+export interface SampleAnswer {
+  status: number;
+  version: string;
+  pod: string;
+}
+
+/**
+ * GET http://ADDRESS/ on a new connection each time (a kept-alive connection would stick to one pod behind a
+ * ClusterIP), answered by the sample service.
+ */
+export function getSample(address: string, path = '/'): Promise<SampleAnswer & { body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`http://${address}${path}`, { agent: false, timeout: 5_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        let parsed: { version?: string; pod?: string } = {};
+        try {
+          parsed = JSON.parse(body) as { version?: string; pod?: string };
+        } catch {
+          // /metrics and the probes answer text
+        }
+        resolve({ status: res.statusCode ?? 0, version: parsed.version ?? '', pod: parsed.pod ?? '', body });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET http://${address}${path} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The ClusterIP of Service `name`. */
+export async function clusterIp(namespace: string, name: string): Promise<string> {
+  const service = await adminClient().core.readNamespacedService({ name, namespace });
+  const ip = service.spec?.clusterIP;
+  if (ip === undefined || ip === 'None') throw new Error(`service ${namespace}/${name} has no ClusterIP`);
+  return ip;
+}
+
+/** The Running pods of a Deployment's selector `app=NAME`, with their IPs and whether they are Ready. */
+export async function runningPods(namespace: string, app: string): Promise<Array<{ name: string; ip: string; ready: boolean; node: string }>> {
+  const pods = await adminClient().core.listNamespacedPod({ namespace, labelSelector: `app=${app}` });
+  return pods.items
+    .filter((p) => p.status?.phase === 'Running' && p.metadata?.deletionTimestamp === undefined)
+    .map((p) => ({
+      name: p.metadata?.name ?? '',
+      ip: p.status?.podIP ?? '',
+      node: p.spec?.nodeName ?? '',
+      ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    }));
+}
