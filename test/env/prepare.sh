@@ -12,9 +12,16 @@ mkdir -p "$bin"
 sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
-packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates
-  containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux buildah mmdebstrap)
-kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates)
+kube_binaries=(kube-apiserver kube-controller-manager)
+# The real node (kubelet, containerd, images) is opt-in, as the test ground's `node` part is (test/env/parts.ts):
+# prepared only when TESTGROUND_PARTS names it, or DEPLOYER_TESTENV_NODE=1.
+node=0
+if [[ ",${TESTGROUND_PARTS:-}," == *",node,"* ]] || [ "${DEPLOYER_TESTENV_NODE:-0}" = 1 ]; then node=1; fi
+if [ "$node" = 1 ]; then
+  packages+=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux buildah mmdebstrap)
+  kube_binaries+=(kube-scheduler kubelet kube-proxy)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -62,7 +69,7 @@ if [ "$need_src" = 1 ]; then
   dir=$(find "$src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
   mkdir -p "$dir/.go/src/k8s.io"
   ln -sfn ../../.. "$dir/.go/src/k8s.io/kubernetes"
-  echo "testenv: building ${kube_binaries[*]} (about 10 minutes on 2 cores)"
+  echo "testenv: building ${kube_binaries[*]} (about 4 minutes on 2 cores for the control plane, 10 with the node)"
   start=$(date +%s)
   what=()
   for b in "${kube_binaries[@]}"; do what+=("cmd/$b"); done
@@ -75,6 +82,7 @@ if [ "$need_src" = 1 ]; then
   rm -rf "$src"
 fi
 
+if [ "$node" = 1 ]; then
 # The programs of the ground's images, rebuilt when their source changed.
 images="$(cd "$(dirname "$0")/../images" && pwd)"
 for dir in "$images"/*/; do
@@ -90,6 +98,7 @@ done
 
 # The deployer's own image, from the working tree's Dockerfile (layers cached by buildah).
 bash "$(dirname "$0")/deployer-image.sh" "$cache/deployer-image"
+fi
 
 "$bin/kube-apiserver" --version
 echo "testenv: ready ($bin)"
