@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config/load.js';
+import { keysFor } from './core/keys.js';
 import { Deployer } from './deploy/deployer.js';
 import { holderIdentity, LeaseLock } from './deploy/lease.js';
 import { DeployLock } from './deploy/lock.js';
@@ -56,6 +57,7 @@ export function wire(options: WireOptions): Wired {
   });
   const deployer = new Deployer({
     config,
+    keys: keysFor({ domain: config.labels.domain, trackLabel: config.labels.track }),
     logger,
     source: timed(createSource({ cacheDir: config.cache.dir, timeoutMs, logger }), metrics, sourceSystemOf),
     registry: timed(new RegistryClient({ credentials: config.registries, timeoutMs, logger }), metrics, 'registry'),

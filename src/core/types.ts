@@ -42,6 +42,11 @@ export type Track = 'stable' | 'canary';
 export interface Caller {
   readonly token: string;
   readonly userAgent?: string | undefined;
+  /**
+   * Who runs the client, as the client claims it (depctl's `Executor` header: the OS user or git's user.email),
+   * cleaned and bounded. Recorded, never trusted: the token is the authority.
+   */
+  readonly executor?: string | undefined;
 }
 
 export type DeployOutcome = 'success' | 'failure';

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
+import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Reporter, Source } from '../core/ports.js';
 import type { CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
 import { ConflictError, DeployerError } from '../errors.js';
@@ -14,6 +15,8 @@ import { awaitVerdict, rolloutTargets, type Verdict } from './verdict.js';
 
 export interface DeployerDeps {
   readonly config: Pick<Config, 'versions'>;
+  /** The label and annotation keys (src/core/keys.ts), built from the configuration. */
+  readonly keys: Keys;
   readonly logger: Logger;
   readonly source: Source;
   readonly registry: Registry;
@@ -61,7 +64,7 @@ export class Deployer implements DeployService {
     this.#deps = deps;
     this.#log = deps.logger.child({ module: 'deploy' });
     this.#now = deps.now ?? Date.now;
-    this.#pipeline = { config: deps.config, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
+    this.#pipeline = { config: deps.config, keys: deps.keys, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
   }
 
   deploy(request: DeployRequest): Promise<DeployResult> {
@@ -86,7 +89,8 @@ export class Deployer implements DeployService {
   }
 
   async state(service: ServiceConfig): Promise<DeploymentState[]> {
-    return serviceState(await serviceDeployments(this.#deps.live, service), this.#now());
+    const { keys, live } = this.#deps;
+    return serviceState(keys, await serviceDeployments(keys, live, service), this.#now());
   }
 
   async tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {
@@ -129,7 +133,7 @@ export class Deployer implements DeployService {
     const { service, requestId } = request;
     const started = performance.now();
     return this.#reported(request, { notifyConflicts: false }, async () => {
-      const flowDeps: FlowDeps = { live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, held) };
+      const flowDeps: FlowDeps = { keys: this.#deps.keys, live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, held) };
       const done = await this.#deps.lock.exclusive(service, requestId, () => flow(flowDeps));
       const answer: FlowResult = { ...done.result, service: service.name, kind: request.kind === 'promote' ? 'promote' : 'rollback', durationMs: Math.round(performance.now() - started) };
       if (done.result.outcome === 'nothing-to-roll-back') {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
-import { SERVICE_ANNOTATION } from '../core/keys.js';
+import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
 import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
@@ -22,6 +22,8 @@ import { refOf, versionAt, type ResolvedVersion } from './versions.js';
  */
 export interface PipelineDeps {
   readonly config: Pick<Config, 'versions'>;
+  /** The label and annotation keys (src/core/keys.ts), built from the configuration. */
+  readonly keys: Keys;
   readonly source: Source;
   readonly registry: Registry;
   readonly cluster: Cluster;
@@ -62,7 +64,7 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
   const read = await readManifests(deps, located);
   const versioned = await resolveVersion(deps, read);
   const placed = await place(deps, versioned);
-  const rewritten = rewriteFor(placed);
+  const rewritten = rewriteFor(deps.keys, placed);
   return hold(async () => {
     const remembered = await rememberPrevious(deps, rewritten);
     const guarded = await guard(deps, remembered);
@@ -136,7 +138,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
 }
 
 /** The thesis' rewrite (rewrite.ts), in apply order, each object marked as the service's own. */
-function rewriteFor(plan: Versioned): Versioned {
+function rewriteFor(keys: Keys, plan: Versioned): Versioned {
   const { service, version, request } = plan;
   const rewritten = rewrite(plan.objects, {
     track: plan.track,
@@ -144,12 +146,14 @@ function rewriteFor(plan: Versioned): Versioned {
     commit: version.commit,
     digests: version.digests,
     caller: request.caller.token,
+    executor: request.caller.executor,
     requestId: request.requestId,
     namespace: service.namespace,
     now: new Date().toISOString(),
     service: service.name,
+    keys,
   });
-  const objects = applyOrder(rewritten).map((o) => ownedBy(o, service.name));
+  const objects = applyOrder(rewritten).map((o) => ownedBy(keys, o, service.name));
   if (objects.length === 0) {
     throw new ManifestError(
       plan.track === 'canary'
@@ -163,7 +167,7 @@ function rewriteFor(plan: Versioned): Versioned {
 /** Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it. */
 async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   if (plan.track !== 'stable') return plan;
-  return { ...plan, objects: await recordPrevious(deps.live, plan.objects, plan.request.kind, plan.version) };
+  return { ...plan, objects: await recordPrevious(deps.keys, deps.live, plan.objects, plan.request.kind, plan.version) };
 }
 
 /**
@@ -173,7 +177,7 @@ async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Ve
  */
 async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   const { service } = plan;
-  const owners = await deps.cluster.liveAnnotations([...plan.objects], SERVICE_ANNOTATION);
+  const owners = await ownersOf(deps, plan.objects);
   const foreign: ObjectFailure[] = [];
   plan.objects.forEach((o, i) => {
     const owner = owners[i];
@@ -228,7 +232,7 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
       metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
     }));
   if (candidates.length === 0) return [];
-  const owners = await deps.cluster.liveAnnotations(candidates, SERVICE_ANNOTATION);
+  const owners = await ownersOf(deps, candidates);
   const byNamespace = new Map<string, string[]>();
   candidates.forEach((c, i) => {
     if (owners[i] !== service.name) return;
@@ -246,6 +250,25 @@ export async function manifestsAt(source: Source, service: ServiceConfig, commit
   return parseManifests(files, service.manifestsDir).map((m) => m.object);
 }
 
-function ownedBy(object: KubeObject, service: string): KubeObject {
-  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [SERVICE_ANNOTATION]: service } } };
+function ownedBy(keys: Keys, object: KubeObject, service: string): KubeObject {
+  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [keys.serviceAnnotation]: service } } };
+}
+
+/**
+ * The service that deployed each object's live counterpart, by the ownership annotation; for objects without it,
+ * by the one an earlier release wrote (read only for those, so a cluster deployed by this release costs no more).
+ */
+async function ownersOf(deps: PipelineDeps, objects: readonly KubeObject[]): Promise<(string | undefined)[]> {
+  const { keys, cluster } = deps;
+  const owners = await cluster.liveAnnotations([...objects], keys.serviceAnnotation);
+  if (keys.legacy === undefined || keys.legacy.serviceAnnotation === keys.serviceAnnotation) return owners;
+  const missing = owners.flatMap((owner, i) => (owner === undefined ? [i] : []));
+  if (missing.length === 0) return owners;
+  const legacy = await cluster.liveAnnotations(
+    missing.map((i) => objects[i] as KubeObject),
+    keys.legacy.serviceAnnotation,
+  );
+  const out = [...owners];
+  missing.forEach((i, j) => (out[i] = legacy[j]));
+  return out;
 }
