@@ -39,7 +39,7 @@ export interface Wired {
  */
 export function wire(options: WireOptions): Wired {
   const { config, logger, version } = options;
-  const metrics = new Metrics();
+  const metrics = new Metrics({ version });
   const timeoutMs = config.versions.remoteTimeoutSeconds * 1000;
   const kube = new Kubernetes({
     kubeconfig: config.kubernetes.kubeconfig,

@@ -35,7 +35,14 @@ export interface DeployerDeps {
 interface Reportable<T> {
   readonly answer: T;
   /** Undefined: nothing was done, so there is no event line (a rollback with nothing to roll back). */
-  readonly event?: { readonly commit?: string | undefined; readonly tag?: string | undefined; readonly facts?: Promise<CommitFacts | undefined> } | undefined;
+  readonly event?:
+    | {
+        readonly commit?: string | undefined;
+        readonly tag?: string | undefined;
+        readonly facts?: Promise<CommitFacts | undefined>;
+        readonly failingSince?: string | undefined;
+      }
+    | undefined;
 }
 
 /** What every request reports: its service, kind, caller and the version it asked for. */
@@ -141,7 +148,7 @@ export class Deployer implements DeployService {
         return { answer };
       }
       const version = done.deployed ?? done.removed;
-      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts } };
+      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts, failingSince: done.failingSince } };
     });
   }
 
@@ -168,6 +175,8 @@ export class Deployer implements DeployService {
           author: facts?.author,
           insertions: facts?.insertions,
           deletions: facts?.deletions,
+          committedAt: facts?.date,
+          failingSince: event.failingSince,
         });
       }
       return answer;

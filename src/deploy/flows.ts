@@ -19,6 +19,8 @@ export interface FlowDone {
   readonly deployed?: DeployRun | undefined;
   /** The version the event line names when nothing was deployed (the canary that was removed). */
   readonly removed?: LiveVersion | undefined;
+  /** A rollback's: since when the version it removed or replaced ran (for the time to restore). */
+  readonly failingSince?: string | undefined;
 }
 
 export interface FlowDeps {
@@ -125,6 +127,7 @@ export async function rollback(deps: FlowDeps, request: RollbackRequest): Promis
       },
       // The event line names the version that was rolled back.
       removed: canary,
+      failingSince: canary?.deployedAt,
     };
   }
 
@@ -148,6 +151,8 @@ export async function rollback(deps: FlowDeps, request: RollbackRequest): Promis
       objects: [...removed, ...deployed.objects],
     },
     deployed,
+    // The bad version was the canary, if one ran, else the stable version this rollback replaced.
+    failingSince: canary?.deployedAt ?? stable?.deployedAt,
   };
 }
 

@@ -4,6 +4,7 @@ import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, kubeRequest } from '../env/kube-helpers.js';
 import { configMapYaml, deploymentYaml } from '../env/manifests.js';
 import { pushImage } from '../env/registry-helpers.js';
+import { sampleValue } from '../ops/prometheus.js';
 import { send } from './flows-setup.js';
 import { basic, serviceRepo, startDeployer, type RunningDeployer } from './setup.js';
 
@@ -149,6 +150,11 @@ describe('objects written under the previous release keys (deployer.io/...)', ()
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     expect(answer.body).toMatchObject({ outcome: 'rolled-back', tag: `main-${short(c1)}`, commit: c1 });
     expect((await read('shop'))?.spec?.template.spec?.containers[0]?.image).toBe(`${image}:main-${short(c1)}@${digests[c1]}`);
+
+    // The DORA figures: the deploy's lead time from its commit, the rollback's time to restore.
+    const metrics = await (await fetch(`${deployer.url}/metrics`)).text();
+    expect(sampleValue(metrics, 'deployer_lead_time_seconds_count', { deployer_service: svc.name, kind: 'deploy' })).toBe(1);
+    expect(sampleValue(metrics, 'deployer_time_to_restore_seconds_count', { deployer_service: svc.name })).toBe(1);
   });
 
   it('promote deploys a canary the previous release started, and removes it', async () => {
