@@ -4,6 +4,7 @@ import type { Action } from '../config/schema.js';
 import type { DeploymentState } from '../deploy/state.js';
 import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
 import { NotFoundError } from '../errors.js';
+import { executorOf, EXECUTOR_HEADER } from './executor.js';
 import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
 import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
 import { registerHookRoutes } from './hook-routes.js';
@@ -11,7 +12,7 @@ import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
 import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
-import type { DeployKind } from '../core/types.js';
+import type { Caller, DeployKind } from '../core/types.js';
 
 export interface RouteDeps {
   readonly config: Config;
@@ -57,6 +58,12 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     return service;
   };
   const principalOf = (request: FastifyRequest): Principal => request.getDecorator<Principal>(PRINCIPAL);
+  /** Who asks: the token (the authority), the client, and the person its `Executor` header claims runs it. */
+  const callerOf = (request: FastifyRequest): Caller => ({
+    token: principalOf(request).token,
+    userAgent: request.headers['user-agent'],
+    executor: executorOf(request.headers[EXECUTOR_HEADER]),
+  });
   /**
    * Runs before the body is read: a caller outside its scope learns nothing (403 before 404), and an unknown
    * service is refused before its body is parsed.
@@ -124,7 +131,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
             kind,
             commit,
             tag,
-            caller: { token: principalOf(request).token, userAgent: request.headers['user-agent'] },
+            caller: callerOf(request),
             requestId: request.id,
           };
           // Identical requests in flight are joined (a CI job retried while its first request still runs).
@@ -137,7 +144,6 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     // The original deployer's name for the canary path; depctl and old CI scripts may still use it.
     deployRoute('/:service/deploy_canary', 'canary');
 
-    const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
     registerFlowRoutes(api, { deployer, guard, serviceNamed, callerOf });
     registerHookRoutes(api, { config, deployer, principalOf, callerOf, serviceNamed });
     done();
