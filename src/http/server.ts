@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDe
 import type { Logger } from 'pino';
 import { toErrorReply } from './errors.js';
 import { parseForm } from './inputs.js';
+import { openApiDocument, routeEntryOf, type RouteEntry } from './openapi.js';
 import { zodValidatorCompiler, type ZodTypeProvider } from './zod.js';
 
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
@@ -24,7 +25,7 @@ export function requestIdOf(req: IncomingMessage): string {
  * Creates the Fastify instance with what every route shares: logging without credentials, request ids, the body
  * parsers (form and JSON only), zod route schemas and the one error handler.
  */
-export function createHttpServer(options: { logger: Logger }): HttpServer {
+export function createHttpServer(options: { logger: Logger; version?: string | undefined }): HttpServer {
   const logger: FastifyBaseLogger = options.logger.child(
     { module: 'http' },
     {
@@ -42,6 +43,15 @@ export function createHttpServer(options: { logger: Logger }): HttpServer {
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(zodValidatorCompiler);
+
+  // Every route added from here on (plugins included) is described by GET /openapi.json, built on its first call.
+  const routes: RouteEntry[] = [];
+  app.addHook('onRoute', (route) => {
+    const entry = routeEntryOf(route);
+    if (entry !== undefined) routes.push(entry);
+  });
+  let document: Record<string, unknown> | undefined;
+  app.get('/openapi.json', () => (document ??= openApiDocument(routes, options.version ?? 'unknown')));
 
   // `curl --data commit=abc` sends a form; parse it with URLSearchParams (no dependency needed for two fields).
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
