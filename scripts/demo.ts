@@ -2,16 +2,21 @@
  * `npm run demo`: the deployer on a laptop, against throwaway local servers. Starts the test ground's parts outside
  * vitest (a Kubernetes control plane without nodes, a container registry, a git server), creates a sample service
  * repository with a few commits and an image tag per commit (as CI would push them), starts the deployer
- * in-process, and prints ready-to-paste curl, depctl and kubectl commands. Ctrl-C stops everything.
+ * in-process, and prints ready-to-paste curl, depctl and kubectl commands. Ctrl-C stops everything and removes what
+ * the demo created; its logs are kept only when it failed, and it says where.
+ *
+ * depctl is built (`npm run build`, into dist/) while the servers start, and a `depctl` shim in the demo's own bin
+ * folder runs it: the demo prints one `export PATH=...` line, after which depctl commands are short and complete.
  *
  * Options: `--port N` (default 8080, or DEMO_PORT; 0 or a busy 8080 picks a free port).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseConfig } from '../src/config/load.js';
@@ -29,7 +34,51 @@ const NAMESPACE = 'demo';
 const TOKEN = 'demo';
 const DEFAULT_PORT = 8080;
 
-const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+/**
+ * Prints to stdout, and once stdout is gone (piped into `tee`, which Ctrl-C ends first: EPIPE) to stderr, so that
+ * the demo still says what it does while it stops, and never dies of a closed pipe.
+ */
+let stdoutGone = false;
+process.stdout.on('error', () => {
+  stdoutGone = true;
+});
+const say = (line = ''): void => {
+  const text = `${line}\n`;
+  if (!stdoutGone) process.stdout.write(text);
+  else process.stderr.write(text);
+};
+process.stderr.on('error', () => undefined);
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * `npm run build` without npm: tsc into dist/, which `depctl` (package.json "bin") runs. Resolves with whether it
+ * worked; its output goes to `logFile`.
+ */
+function buildDepctl(logFile: string): Promise<boolean> {
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  return new Promise((resolve) => {
+    const out = openSync(logFile, 'a');
+    // Incremental: the next demo rebuilds only what changed.
+    const args = [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--incremental', '--tsBuildInfoFile', join(ROOT, 'dist', '.tsbuildinfo')];
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', out, out] });
+    closeSync(out);
+    child.on('error', () => resolve(false));
+    child.on('exit', (code) => resolve(code === 0));
+  });
+}
+
+/** A `depctl` in `binDir` that runs the built CLI, or the source through tsx when the build failed. */
+function depctlShim(binDir: string, built: boolean): string {
+  mkdirSync(binDir, { recursive: true });
+  const target = built
+    ? `"${process.execPath}" "${join(ROOT, 'dist', 'cli', 'depctl.js')}"`
+    : `"${process.execPath}" --import "${import.meta.resolve('tsx')}" "${join(ROOT, 'src', 'cli', 'depctl.ts')}"`;
+  const file = join(binDir, 'depctl');
+  writeFileSync(file, `#!/bin/sh\nexec ${target} "$@"\n`);
+  chmodSync(file, 0o755);
+  return binDir;
+}
 
 function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -42,7 +91,7 @@ function portIsFree(port: number): Promise<boolean> {
 /** Runs test/env/prepare.sh (apt packages, kube-apiserver and kube-controller-manager built once) in the foreground. */
 function prepare(): Promise<void> {
   say(`demo: ${join(kubeBinDir(), 'kube-apiserver')} is missing: running \`bash test/env/prepare.sh\``);
-  say('demo: (installs etcd, docker-registry, git, ... with apt and builds the Kubernetes control plane: about 5 minutes)');
+  say('demo: (installs etcd, docker-registry, git, ... with apt and builds the Kubernetes control plane: about 5 minutes on 2 cores)');
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['test/env/prepare.sh'], { stdio: 'inherit' });
     child.on('error', reject);
@@ -92,7 +141,13 @@ async function main(): Promise<void> {
     // A deploy in flight gets a few seconds to finish; the servers go in any case.
     await Promise.race([closeApp?.(), new Promise((r) => setTimeout(r, 10_000).unref())]).catch(() => undefined);
     await Promise.all(parts.map((p) => p.stop().catch(() => undefined)));
-    rmSync(base, { recursive: true, force: true });
+    if (code === 0) {
+      rmSync(base, { recursive: true, force: true });
+    } else {
+      // The servers' data goes (it is large); the logs stay, since they explain the failure.
+      for (const entry of readdirSync(base)) if (entry !== 'logs') rmSync(join(base, entry), { recursive: true, force: true });
+      say(`demo: failed; the logs are kept in ${logsDir} (remove ${base} when done)`);
+    }
     say('demo: stopped');
     process.exit(code);
   };
@@ -101,6 +156,8 @@ async function main(): Promise<void> {
 
   try {
     say(`demo: starting a Kubernetes control plane, a registry and a git server (logs in ${logsDir})`);
+    // depctl builds while the servers start; both take a while on 2 cores.
+    const depctlBuilt = buildDepctl(join(logsDir, 'depctl-build.log'));
     const [kube, registries, git] = await Promise.all([
       startKube(join(base, 'kube'), logsDir).then((s) => (parts.push(s), s)),
       startRegistries(join(base, 'registry'), logsDir).then((s) => (parts.push(s), s)),
@@ -154,8 +211,10 @@ async function main(): Promise<void> {
     const kubeconfig = kube.info.adminKubeconfig;
     const curl = (path: string, data?: string): string =>
       `curl -sS -u ${TOKEN}:${secret}${data === undefined ? ' -X PUT' : ` --data ${data}`} ${url}/${SERVICE}/${path}`;
-    const local = join(process.cwd(), 'node_modules', '.bin', 'depctl');
-    const depctl = `DEPLOYER_URL=${url} DEPLOYER_TOKEN_NAME=${TOKEN} DEPLOYER_AUTH_TOKEN=${secret} ${existsSync(local) ? 'npx depctl' : 'npx tsx src/cli/depctl.ts'}`;
+    const built = await depctlBuilt;
+    if (!built) say(`demo: building depctl failed (see ${join(logsDir, 'depctl-build.log')}); its shim runs the source instead`);
+    const binDir = depctlShim(join(base, 'bin'), built);
+    if (stopping) return;
 
     say();
     say(`The deployer listens on ${url} (config ${configFile}, log ${join(logsDir, 'deployer.log')}).`);
@@ -168,16 +227,20 @@ async function main(): Promise<void> {
     say('# promote the canary to stable, or roll back to the version before');
     say(curl('promote'));
     say(curl('rollback', 'to=previous'));
-    say('# the same with depctl');
-    say(`${depctl} deploy ${SERVICE} --commit ${c1.sha}`);
-    say(`${depctl} canary ${SERVICE} --commit ${c3.sha}`);
-    say(`${depctl} promote ${SERVICE}`);
-    say(`${depctl} rollback ${SERVICE}`);
-    say(`${depctl} show ${SERVICE}`);
+    say('# the same with depctl: once, in your shell, then each command as printed (Tab completes them)');
+    say(`export PATH=${binDir}:$PATH DEPLOYER_URL=${url} DEPLOYER_TOKEN_NAME=${TOKEN} DEPLOYER_AUTH_TOKEN=${secret}`);
+    say('source <(depctl completion bash)');
+    say(`depctl deploy ${SERVICE} --commit ${c1.short}`);
+    say(`depctl canary ${SERVICE} --commit ${c3.short}`);
+    say(`depctl promote ${SERVICE}`);
+    say(`depctl rollback ${SERVICE} --to previous`);
+    say(`depctl show ${SERVICE}`);
     say('# look at the cluster, the metrics and readiness');
     say(`kubectl --kubeconfig ${kubeconfig} get deploy,rs,svc,cm -n ${NAMESPACE} -o wide`);
     say(`curl -sS ${url}/metrics | grep ^deployer_deploy`);
     say(`curl -sS ${url}/readyz`);
+    say('# a deployer of your own against this cluster (README: Run it on your machine)');
+    say(`export KUBECONFIG=${kubeconfig}`);
     say();
     say('(no kubelet runs: pods stay Pending, the Deployments and their replica sets are real)');
     say('ready — Ctrl-C stops everything');

@@ -7,6 +7,8 @@ import { DeployResult, ErrorBody, FlowResult, ServiceList, ServiceView, TagsView
 export interface Answer<T> {
   readonly body: T;
   readonly json: unknown;
+  /** 2xx: 200, or 202 when a rollout `wait` ran out. */
+  readonly status: number;
 }
 
 export interface VersionRef {
@@ -24,6 +26,16 @@ export interface ClientOptions {
   /** `depctl/VERSION`: the deployer answers depctl's errors in the body only (thesis 5.3.5). */
   readonly userAgent: string;
   readonly timeoutMs: number;
+  /**
+   * Who runs depctl, sent as the `Executor` header as the original depctl did: claimed by the caller, recorded by
+   * the deployer beside the token, which stays the authority.
+   */
+  readonly executor?: string | undefined;
+}
+
+/** `wait`: seconds for the deployer to wait for the rollout's verdict. */
+export interface Wait {
+  readonly wait?: number | undefined;
 }
 
 /** The deployer answered with an error status; the message is the server's `error` text. */
@@ -59,8 +71,8 @@ export class DeployerClient {
   }
 
   /** `GET /SERVICE` (show). */
-  service(name: string): Promise<Answer<ServiceView>> {
-    return this.#call('GET', [name], ServiceView);
+  service(name: string, options: { signal?: AbortSignal } = {}): Promise<Answer<ServiceView>> {
+    return this.#call('GET', [name], ServiceView, options);
   }
 
   /** `GET /SERVICE/tags[?commit=]`. */
@@ -69,19 +81,19 @@ export class DeployerClient {
   }
 
   /** `PUT /SERVICE/deploy` or `/SERVICE/canary`. */
-  deploy(name: string, kind: 'deploy' | 'canary', version: VersionRef): Promise<Answer<DeployResult>> {
-    return this.#call('PUT', [name, kind], DeployResult, { body: { commit: version.commit, tag: version.tag } });
+  deploy(name: string, kind: 'deploy' | 'canary', version: VersionRef & Wait): Promise<Answer<DeployResult>> {
+    return this.#call('PUT', [name, kind], DeployResult, { body: { commit: version.commit, tag: version.tag, wait: version.wait } });
   }
 
   /** `PUT /SERVICE/promote`: the canary's version becomes the stable one; `minAge` like `30m`. */
-  promote(name: string, options: { minAge?: string | undefined }): Promise<Answer<FlowResult>> {
-    return this.#call('PUT', [name, 'promote'], FlowResult, { body: { minAge: options.minAge } });
+  promote(name: string, options: { minAge?: string | undefined } & Wait): Promise<Answer<FlowResult>> {
+    return this.#call('PUT', [name, 'promote'], FlowResult, { body: { minAge: options.minAge, wait: options.wait } });
   }
 
   /** `PUT /SERVICE/rollback`: without a target, removes the canary. */
-  rollback(name: string, target: RollbackTarget): Promise<Answer<FlowResult>> {
+  rollback(name: string, target: RollbackTarget & Wait): Promise<Answer<FlowResult>> {
     return this.#call('PUT', [name, 'rollback'], FlowResult, {
-      body: { commit: target.commit, tag: target.tag, to: target.to },
+      body: { commit: target.commit, tag: target.tag, to: target.to, wait: target.wait },
     });
   }
 
@@ -103,11 +115,12 @@ export class DeployerClient {
     method: Method,
     segments: readonly string[],
     schema: S,
-    options: { query?: Record<string, string | undefined>; body?: Record<string, string | undefined> } = {},
+    options: { query?: Record<string, string | undefined>; body?: Record<string, string | number | undefined>; signal?: AbortSignal } = {},
   ): Promise<Answer<z.infer<S>>> {
     const url = this.urlOf(segments, options.query);
     const { credentials } = this.#options.config;
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.#options.userAgent };
+    if (this.#options.executor !== undefined) headers['executor'] = this.#options.executor;
     if (credentials !== undefined) {
       headers['authorization'] = `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`, 'utf8').toString('base64')}`;
     }
@@ -127,7 +140,7 @@ export class DeployerClient {
         body,
         // Not followed: a PUT turned into a GET, or credentials sent to another host, would be worse than a message.
         redirect: 'manual',
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
+        signal: options.signal === undefined ? AbortSignal.timeout(this.#options.timeoutMs) : AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), options.signal]),
       });
       text = await response.text();
     } catch (err) {
@@ -155,7 +168,7 @@ export class DeployerClient {
         { json },
       );
     }
-    return { body: parsed.data, json };
+    return { body: parsed.data, json, status: response.status };
   }
 
   #apiError(response: Response, json: unknown, text: string): ApiError {
@@ -212,6 +225,17 @@ export function describeFetchFailure(err: unknown, base: URL, timeoutMs: number)
     case 'ETIMEDOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':
       return `cannot reach the deployer at ${at}: connection timed out`;
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+      // OpenSSL's words for "the other side does not speak TLS".
+      return `the deployer at ${at} does not answer https; if it serves plain http, set DEPLOYER_URL to http://${base.host}${base.pathname}`;
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'CERT_HAS_EXPIRED':
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `the deployer at ${at} has a TLS certificate depctl does not trust (${code}); if it is signed by your own CA, set NODE_EXTRA_CA_CERTS to the CA's file`;
     default:
       break;
   }

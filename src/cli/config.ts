@@ -101,8 +101,8 @@ export function notConfiguredMessage(file: string): string {
 }
 
 /**
- * The configuration from the environment and the env file, key by key (the environment wins). A URL without a
- * scheme means https, as in the original. Plain http to a host other than loopback is allowed with a warning.
+ * The configuration from the environment and the env file, key by key (the environment wins). The URL must say its
+ * scheme (the original guessed https). Plain http to a host other than loopback is allowed with a warning.
  */
 export function resolveConfig(env: Env, file: EnvFile | undefined, filePath: string): CliConfig {
   const parsed = file === undefined ? undefined : parseEnvFile(file.text);
@@ -145,21 +145,28 @@ export function resolveConfig(env: Env, file: EnvFile | undefined, filePath: str
 }
 
 function parseUrl(value: string, origin: Origin): URL {
-  const withScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value) ? value : `https://${value}`;
+  // Without a scheme, a wrong guess fails later with an OpenSSL error (https to a plain http port) or with nothing
+  // (http to a TLS port): say it here, before any request.
+  if (!/^https?:\/\//i.test(value)) {
+    const from = origin === ENVIRONMENT ? '' : ` (in ${origin})`;
+    throw new UsageError(`${KEYS.url} must start with http:// or https://: got ${JSON.stringify(redacted(value))}${from}`);
+  }
   let url: URL;
   try {
-    url = new URL(withScheme);
+    url = new URL(value);
   } catch {
-    throw new UsageError(`${KEYS.url} (from ${origin}) is not a URL: ${JSON.stringify(value)}`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new UsageError(`${KEYS.url} (from ${origin}) must be an http or https URL, not ${url.protocol}`);
+    throw new UsageError(`${KEYS.url} (from ${origin}) is not a URL: ${JSON.stringify(redacted(value))}`);
   }
   url.search = '';
   url.hash = '';
   // A deployer behind a path prefix (`https://host/deployer`): requests go below it.
   if (!url.pathname.endsWith('/')) url.pathname = `${url.pathname}/`;
   return url;
+}
+
+/** A URL as a message may show it: a token written into it (`name:secret@host`) replaced by `***`. */
+function redacted(value: string): string {
+  return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^/@]*@/, '$1***@');
 }
 
 /** The configuration for this user: environment, then `~/.deployer/deployer_env`. */

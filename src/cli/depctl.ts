@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { z } from 'zod';
-import { run } from './commands.js';
+import { run } from './run.js';
 
 /** depctl's version: package.json sits two levels above both src/cli/depctl.ts and dist/cli/depctl.js. */
 function readVersion(): string {

@@ -88,6 +88,7 @@ export function formatDeploy(result: DeployResult | FlowResult): string {
     rows.push(['canary removed', `${result.canary.tag} (commit ${result.canary.commit})`]);
   }
   rows.push(['took', `${(result.durationMs / 1000).toFixed(1)} s`]);
+  if (result.verdict !== undefined) rows.push(['rollout', `${result.verdict.result}: ${result.verdict.message}`]);
   const lines = [result.message, table(rows)];
   if (result.images.length > 0) {
     lines.push('images:');
@@ -118,6 +119,9 @@ export function formatApiError(message: string, status: number, body: ErrorBody)
   for (const f of body.failures ?? []) {
     lines.push(`  ${f.kind} ${f.namespace === undefined ? '' : `${f.namespace}/`}${f.name}: ${f.reason}`);
   }
+  // A rollout that failed (`--wait`): what each Deployment did; the version was applied nevertheless.
+  for (const d of body.verdict?.deployments ?? []) lines.push(`  Deployment ${d.namespace}/${d.name}: ${d.state}: ${d.reason}`);
+  if (body.verdict !== undefined && body.tag !== undefined) lines.push(`  applied: ${body.tag}${body.commit === undefined ? '' : ` (commit ${body.commit})`}`);
   if (body.requestId !== undefined) lines.push(`  request id: ${body.requestId}`);
   return lines.join('\n');
 }
@@ -139,11 +143,12 @@ export interface Stream {
 export class Spinner {
   static readonly FRAMES = ['▁', '▃', '▅', '▆', '▇', '█', '▇', '▆', '▅', '▃'];
   readonly #stream: Stream;
-  readonly #label: string;
+  /** The text before the bar; a function for a text that changes (elapsed time). */
+  readonly #label: string | (() => string);
   #timer: NodeJS.Timeout | undefined;
   #frame = 0;
 
-  constructor(stream: Stream, label: string) {
+  constructor(stream: Stream, label: string | (() => string)) {
     this.#stream = stream;
     this.#label = label;
   }
@@ -164,7 +169,9 @@ export class Spinner {
   #draw(): void {
     const frame = Spinner.FRAMES[this.#frame % Spinner.FRAMES.length] ?? '';
     this.#frame += 1;
-    this.#stream.write(`\r${this.#label} ${frame} `);
+    const label = typeof this.#label === 'string' ? this.#label : this.#label();
+    // Erase the rest of the line: a text that changes may get shorter.
+    this.#stream.write(`\r${label} ${frame} \x1b[K`);
   }
 }
 

@@ -2,8 +2,10 @@ import { z } from 'zod';
 import type { FlowResult as ServerFlowResult } from '../deploy/types.js';
 import type { DeployResult as ServerDeployResult } from '../deploy/types.js';
 import type { ErrorBody as ServerErrorBody } from '../http/errors.js';
+import type { DEFAULT_WAIT_SECONDS, WithVerdict } from '../http/flow-routes.js';
 import type { ServiceStateView as ServerServiceStateView, TagsView as ServerTagsView } from '../http/routes.js';
 import type { ServiceList as ServerServiceList, ServiceView as ServerServiceView, VersionView as ServerVersionView } from '../http/views.js';
+import type { DEFAULT_WAIT_S } from './wait.js';
 
 /**
  * What depctl reads of the deployer's answers: only the fields it prints, so that a newer server with more fields
@@ -61,6 +63,14 @@ export const TagsView = z.object({
 });
 export type TagsView = z.infer<typeof TagsView>;
 
+/** The rollout's verdict, with `wait=`: `result` success, failure or timeout. */
+export const Verdict = z.object({
+  result: z.string(),
+  message: z.string(),
+  deployments: z.array(z.object({ namespace: z.string(), name: z.string(), state: z.string(), reason: z.string() })),
+});
+export type Verdict = z.infer<typeof Verdict>;
+
 export const DeployResult = z.object({
   message: z.string(),
   service: z.string(),
@@ -78,22 +88,17 @@ export const DeployResult = z.object({
     }),
   ),
   durationMs: z.number(),
+  verdict: Verdict.optional(),
 });
 export type DeployResult = z.infer<typeof DeployResult>;
 
 /** `PUT /SERVICE/promote` and `/SERVICE/rollback`: like a deploy, but there may be no version (nothing ran). */
-export const FlowResult = z.object({
-  message: z.string(),
-  service: z.string(),
-  kind: z.string(),
+export const FlowResult = DeployResult.extend({
   outcome: z.string(),
   commit: z.string().optional(),
   tag: z.string().optional(),
   /** The canary version that was removed. */
   canary: z.object({ tag: z.string(), commit: z.string() }).optional(),
-  images: DeployResult.shape.images,
-  objects: DeployResult.shape.objects,
-  durationMs: z.number(),
 });
 export type FlowResult = z.infer<typeof FlowResult>;
 
@@ -107,12 +112,17 @@ export const ErrorBody = z.looseObject({
   requestId: z.string().optional(),
   system: z.string().optional(),
   failures: z.array(ObjectFailure).optional(),
+  /** A failed rollout (422 of `wait=`) carries the change's result too. */
+  verdict: Verdict.optional(),
+  commit: z.string().optional(),
+  tag: z.string().optional(),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
 /** Compile-time only: each server view must be assignable to what depctl parses. */
 type Fits<Server, Client> = [DeepMutable<Server>] extends [Client] ? true : false;
 type AllTrue<T extends readonly true[]> = T;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type DeepMutable<T> = T extends readonly (infer U)[] ? DeepMutable<U>[] : T extends object ? { -readonly [K in keyof T]: DeepMutable<T[K]> } : T;
 export type _ServerViewsFit = AllTrue<[
   Fits<ServerServiceList, ServiceList>,
@@ -122,5 +132,9 @@ export type _ServerViewsFit = AllTrue<[
   Fits<ServerTagsView, TagsView>,
   Fits<ServerDeployResult, DeployResult>,
   Fits<ServerFlowResult, FlowResult>,
+  Fits<WithVerdict<ServerDeployResult>, DeployResult>,
+  Fits<WithVerdict<ServerFlowResult>, FlowResult>,
+  // depctl's bare `--wait` times its own request by the deployer's default wait.
+  Same<typeof DEFAULT_WAIT_SECONDS, typeof DEFAULT_WAIT_S>,
   Fits<Pick<ServerErrorBody, 'error' | 'field' | 'requestId'>, Pick<ErrorBody, 'error' | 'field' | 'requestId'>>,
 ]>;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { load as loadYaml } from 'js-yaml';
 import { z } from 'zod';
 import { FileConfig, ALL_ACTIONS, type Action, type SecretRef } from './schema.js';
@@ -63,7 +64,8 @@ export const LEGACY_TOKEN_NAME = 'auth_token';
 
 /**
  * Loads the configuration: the YAML file `DEPLOYER_CONFIG` names (none: defaults only), then environment overrides:
- * `DEPLOYER_AUTH_TOKEN` (one token with every scope, as in the original), `PORT`/`DEPLOYER_PORT`.
+ * `DEPLOYER_AUTH_TOKEN` (one token with every scope, as in the original), `PORT`/`DEPLOYER_PORT`. Relative paths
+ * in the file are relative to the file's directory, as kubectl takes those of a kubeconfig.
  */
 export function loadConfig(env: Env, options: { file?: string | undefined } = {}): Config {
   const file = options.file ?? env['DEPLOYER_CONFIG'];
@@ -81,15 +83,29 @@ export function loadConfig(env: Env, options: { file?: string | undefined } = {}
       throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
     }
   }
-  return parseConfig(raw, env);
+  return parseConfig(raw, env, { baseDir: file === undefined || file === '' ? undefined : dirname(resolve(file)) });
 }
 
-/** Parses an already-read configuration object; see `loadConfig`. */
-export function parseConfig(raw: unknown, env: Env): Config {
+/**
+ * Parses an already-read configuration object; see `loadConfig`. Every unresolvable secret (an unset environment
+ * variable, an unreadable file) and a bad PORT are reported together, so that a start names all of them at once
+ * rather than one per restart.
+ */
+export function parseConfig(raw: unknown, env: Env, options: { baseDir?: string | undefined } = {}): Config {
   const parsed = FileConfig.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid config: ${describeIssues(parsed.error)}`);
-  const fc = parsed.data;
-  const secret = (ref: SecretRef, key: string): Secret => resolveSecret(ref, key, env);
+  const fc = withPathsResolved(parsed.data, options.baseDir);
+  const problems: string[] = [];
+  const secret = (ref: SecretRef, key: string): Secret => {
+    try {
+      return resolveSecret('file' in ref && options.baseDir !== undefined ? { file: resolve(options.baseDir, ref.file) } : ref, key, env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(err.message);
+      // Never used: the problems are thrown below, before the configuration is returned.
+      return new Secret('unresolved');
+    }
+  };
 
   const tokens: Record<string, TokenScope> = {};
   for (const [tokenName, t] of Object.entries(fc.tokens)) {
@@ -142,9 +158,14 @@ export function parseConfig(raw: unknown, env: Env): Config {
   const listen = { ...fc.listen };
   if (port !== undefined && port !== '') {
     const n = Number(port);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`PORT: "${port}" is not a port number`);
-    listen.port = n;
+    if (!Number.isInteger(n) || n < 0 || n > 65535) problems.push(`PORT: "${port}" is not a port number`);
+    else listen.port = n;
   }
+  const reports = {
+    bugsnag: bugsnag && { ...bugsnag, apiKey: secret(bugsnag.apiKey, 'reports.bugsnag.apiKey') },
+    slack: slack && { ...slack, webhookUrl: secret(slack.webhookUrl, 'reports.slack.webhookUrl') },
+  };
+  throwProblems(problems);
 
   if (Object.keys(tokens).length === 0 && !fc.insecureNoAuth) {
     throw new ConfigError(
@@ -159,10 +180,39 @@ export function parseConfig(raw: unknown, env: Env): Config {
     tokens,
     services,
     registries,
-    reports: {
-      bugsnag: bugsnag && { ...bugsnag, apiKey: secret(bugsnag.apiKey, 'reports.bugsnag.apiKey') },
-      slack: slack && { ...slack, webhookUrl: secret(slack.webhookUrl, 'reports.slack.webhookUrl') },
-    },
+    reports,
+  };
+}
+
+/** One problem: its message as it is. Several: one line each, and the unset variables together, to set at once. */
+function throwProblems(problems: readonly string[]): void {
+  if (problems.length === 0) return;
+  if (problems.length === 1) throw new ConfigError(problems[0] ?? '');
+  const unset = problems.map((p) => /environment variable (\S+) is not set$/.exec(p)?.[1]).filter((v) => v !== undefined);
+  const summary = unset.length < 2 ? '' : `\nunset environment variables: ${[...new Set(unset)].join(' ')}`;
+  throw new ConfigError(`${problems.length} problems in the configuration:\n  ${problems.join('\n  ')}${summary}`);
+}
+
+/**
+ * The file's relative paths made absolute against `baseDir` (the config file's directory): the cache, the kubeconfig,
+ * and a repository URL that is a relative path (`./`, `../`: a local repository, as config.local.yaml uses).
+ */
+function withPathsResolved(fc: FileConfig, baseDir: string | undefined): FileConfig {
+  if (baseDir === undefined) return fc;
+  const path = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const services = Object.fromEntries(
+    Object.entries(fc.services).map(([name, s]) => {
+      const url = s.repository.url;
+      const local = url === '.' || url === '..' || url.startsWith('./') || url.startsWith('../');
+      return [name, local ? { ...s, repository: { ...s.repository, url: resolve(baseDir, url) } } : s];
+    }),
+  );
+  const { kubeconfig } = fc.kubernetes;
+  return {
+    ...fc,
+    services,
+    cache: { ...fc.cache, dir: path(fc.cache.dir) },
+    kubernetes: { ...fc.kubernetes, kubeconfig: kubeconfig === undefined ? undefined : path(kubeconfig) },
   };
 }
 

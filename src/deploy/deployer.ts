@@ -8,7 +8,7 @@ import { promote, rollback, type FlowDeps, type FlowDone } from './flows.js';
 import { held, type DeployLock, type Hold } from './lock.js';
 import { manifestsAt, runPipeline, type PipelineDeps } from './pipeline.js';
 import { serviceDeployments, serviceState, type DeploymentState } from './state.js';
-import { untaggedImages } from './manifests.js';
+import { untaggedImages } from './pod-template.js';
 import { parseImageRef } from '../registry/image-ref.js';
 import type { DeployRequest, DeployResult, DeployRun, DeployService, FlowResult, ImageTags, PromoteRequest, RollbackRequest } from './types.js';
 import { awaitVerdict, rolloutTargets, type Verdict } from './verdict.js';

@@ -6,8 +6,10 @@ import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Tr
 import { shortCommit } from '../core/util.js';
 import { ConflictError, ManifestError } from '../errors.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
+import { withApiDefaults } from './defaults.js';
 import type { Hold } from './lock.js';
-import { parseManifests, untaggedImages } from './manifests.js';
+import { parseManifests } from './manifests.js';
+import { untaggedImages } from './pod-template.js';
 import { applyOrder } from './order.js';
 import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
@@ -137,7 +139,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   return { ...plan, objects: placed };
 }
 
-/** The thesis' rewrite (rewrite.ts), in apply order, each object marked as the service's own. */
+/** The thesis' rewrite (rewrite.ts), with the API's defaults, in apply order, each object marked as the service's own. */
 function rewriteFor(keys: Keys, plan: Versioned): Versioned {
   const { service, version, request } = plan;
   const rewritten = rewrite(plan.objects, {
@@ -153,7 +155,8 @@ function rewriteFor(keys: Keys, plan: Versioned): Versioned {
     service: service.name,
     keys,
   });
-  const objects = applyOrder(rewritten).map((o) => ownedBy(keys, o, service.name));
+  // Defaults server-side apply needs before Kubernetes 1.21 (defaults.ts): only what is sent changes.
+  const objects = applyOrder(withApiDefaults(rewritten)).map((o) => ownedBy(keys, o, service.name));
   if (objects.length === 0) {
     throw new ManifestError(
       plan.track === 'canary'

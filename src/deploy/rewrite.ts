@@ -1,6 +1,6 @@
 import { InputError, ManifestError } from '../errors.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
-import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './manifests.js';
+import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './pod-template.js';
 import { ENV, MANAGED_BY, MANAGED_BY_LABEL, VERSION_LABEL, type Keys } from '../core/keys.js';
 import type { KubeObject, Track } from '../core/types.js';
 

@@ -2,7 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { TokenScope } from '../config/load.js';
 import { LEGACY_TOKEN_NAME } from '../config/load.js';
 import { ALL_ACTIONS, type Action } from '../config/schema.js';
-import { AuthError } from '../errors.js';
+import { AuthError, NotFoundError } from '../errors.js';
+import { nearest } from './suggest.js';
 
 /** Who is calling, after authentication: a configured token, or "anonymous" with every right (insecureNoAuth). */
 export interface Principal {
@@ -86,4 +87,31 @@ export function authorize(principal: Principal, action: Action, service: string)
   throw new AuthError(403, `token "${principal.token}" may not ${action} service "${service}"`, {
     detail: { token: principal.token, action, service },
   });
+}
+
+/**
+ * `authorize` for a service named in the URL, then 404 if it is not configured. A mistyped name gets a suggestion,
+ * only among the configured services the token may read, so that neither answer tells a token about services
+ * outside its scope: the suggestion is the same whether the name exists or not.
+ */
+export function authorizeService(
+  principal: Principal,
+  action: Action,
+  name: string,
+  services: Readonly<Record<string, unknown>>,
+): void {
+  const readable = Object.keys(services).filter((s) => mayAccess(principal, 'read', s));
+  // A name the token may read is no typo, even with another service near it.
+  const near = readable.includes(name) ? undefined : nearest(name, readable);
+  const hint = near === undefined ? '' : ` (did you mean ${near}?)`;
+  const suggestion = near === undefined ? {} : { didYouMean: near };
+  if (!mayAccess(principal, action, name)) {
+    throw new AuthError(403, `token "${principal.token}" may not ${action} service "${name}"${hint}`, {
+      detail: { token: principal.token, action, service: name, ...suggestion },
+    });
+  }
+  // Own properties only: "constructor" is no service.
+  if (!Object.hasOwn(services, name)) {
+    throw new NotFoundError(`service "${name}" is not configured${hint}`, { detail: { service: name, ...suggestion } });
+  }
 }

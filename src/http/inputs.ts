@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { isValidTag } from '../registry/image-ref.js';
+import { nearest } from './suggest.js';
 
 const HEX_SHA = /^[0-9a-fA-F]{4,40}$/;
 /**
@@ -52,7 +53,7 @@ export const ImageTag = z.preprocess(
   z.string({ error: 'tag must be given once, as a string' }).refine(isValidTag, TAG_MESSAGE).optional(),
 );
 
-/** `commit` and `tag` of a deploy, from a form or JSON body; unknown fields are ignored. */
+/** `commit` and `tag` of a deploy, from a form or JSON body; unknown fields are refused (`unknownFieldsError`). */
 export const DeployBody = z
   .object({ commit: CommitRef, tag: ImageTag }, { error: 'the request body must be an object or a form' })
   // Fastify gives null for a request without a body.
@@ -97,4 +98,36 @@ export function parseForm(text: string): Record<string, string | string[]> {
     out[key] = seen === undefined ? value : [...(Array.isArray(seen) ? seen : [seen]), value];
   }
   return out;
+}
+
+/** The field names an input schema takes: the keys of its object, through optional, nullable, default and pipe. */
+export function fieldsOf(schema: unknown): readonly string[] | undefined {
+  if (schema instanceof z.ZodObject) return Object.keys(schema.shape);
+  if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) return fieldsOf(schema.unwrap());
+  if (schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault) return fieldsOf(schema.unwrap());
+  if (schema instanceof z.ZodPipe) return fieldsOf(schema.in);
+  return undefined;
+}
+
+/**
+ * 400 for fields the endpoint does not take, naming each (with the known field it is probably a typo of): a
+ * `comit=abc` would otherwise be dropped silently and answered "commit or tag must be given". Undefined when every
+ * field of `data` is known (or `data` is no object: the schema then says what is wrong).
+ */
+export function unknownFieldsError(data: unknown, known: readonly string[]): InputError | undefined {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const unknown = Object.keys(data).filter((k) => !known.includes(k));
+  const first = unknown[0];
+  if (first === undefined) return undefined;
+  const named = unknown.map((k) => {
+    // Field names come from the caller: keep them short and printable in the answer and the log.
+    const shown = k.length > 40 || !/^[\x21-\x7e]+$/.test(k) ? JSON.stringify(k.slice(0, 40)) : k;
+    const near = nearest(k, known);
+    return near === undefined ? shown : `${shown} (did you mean ${near}?)`;
+  });
+  const fields = known.length === 0 ? 'it takes no fields' : `the fields are ${known.join(', ')}`;
+  return new InputError(`unknown field${unknown.length === 1 ? '' : 's'} ${named.join(', ')}; ${fields}`, {
+    field: first,
+    detail: { unknownFields: unknown },
+  });
 }

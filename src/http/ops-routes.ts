@@ -16,12 +16,19 @@ export type CheckState = 'ok' | 'failed';
 export interface Readiness {
   readonly ready: boolean;
   readonly checks: Readonly<Partial<Record<CheckName, CheckState>>>;
+  /** Why each failed check failed. */
+  readonly failures: Readonly<Partial<Record<CheckName, string>>>;
 }
 
-/** `GET /readyz`; a probe sees only ok/failed (it needs no token), the reasons go to the log. */
+/**
+ * `GET /readyz`. A probe (no token) sees only ok/failed; a request with a valid token also sees why each failed
+ * check failed (an error message may name hosts and paths, which anonymous callers need not learn). The reasons
+ * always go to the log.
+ */
 export interface ReadinessView {
   readonly status: 'ready' | 'not ready';
   readonly checks: Readiness['checks'];
+  readonly failures?: Readiness['failures'];
 }
 
 /** Each check's bound: a probe must answer before the kubelet's timeout, whatever hangs behind it. */
@@ -44,7 +51,7 @@ export interface ReadinessOptions {
 export function readinessCheck(options: ReadinessOptions): () => Promise<Readiness> {
   const log = options.logger.child({ module: 'readiness' });
   const timeoutMs = options.timeoutMs ?? READY_CHECK_TIMEOUT_MS;
-  let wasReady: boolean | undefined;
+  let was: string | undefined;
   const checks: Array<[CheckName, () => Promise<void>]> = [
     // The app is only ever built from a parsed configuration; the check says so to whoever reads the probe.
     ['config', () => Promise.resolve()],
@@ -73,13 +80,26 @@ export function readinessCheck(options: ReadinessOptions): () => Promise<Readine
       }),
     );
     const ready = states.every(([, state]) => state === 'ok');
-    if (ready !== wasReady) {
+    // Logged when the state or a reason changes, not on every probe.
+    const now = JSON.stringify(failures);
+    if (now !== was) {
       if (ready) log.info('ready');
       else log.warn({ failures }, 'not ready');
-      wasReady = ready;
+      was = now;
     }
-    return { ready, checks: Object.fromEntries(states) };
+    return { ready, checks: Object.fromEntries(states), failures };
   };
+}
+
+/** Whether the request carries a valid token; a probe without one, or with a wrong one, is not refused. */
+function hasValidToken(header: string | undefined, config: OpsRouteDeps['config']): boolean {
+  if (header === undefined) return false;
+  try {
+    authenticate(header, config);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface OpsRouteDeps {
@@ -94,10 +114,11 @@ export interface OpsRouteDeps {
  * token only when `metrics.requireToken` is set.
  */
 export function registerOpsRoutes(app: HttpServer, deps: OpsRouteDeps): void {
-  app.get('/readyz', async (_request, reply): Promise<ReadinessView> => {
-    const { ready, checks } = await deps.ready();
+  app.get('/readyz', async (request, reply): Promise<ReadinessView> => {
+    const { ready, checks, failures } = await deps.ready();
     void reply.code(ready ? 200 : 503);
-    return { status: ready ? 'ready' : 'not ready', checks };
+    const view: ReadinessView = { status: ready ? 'ready' : 'not ready', checks };
+    return ready || !hasValidToken(request.headers.authorization, deps.config) ? view : { ...view, failures };
   });
 
   const { metrics } = deps;

@@ -5,7 +5,7 @@ import type { DeploymentState } from '../deploy/state.js';
 import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
 import { NotFoundError } from '../errors.js';
 import { executorOf, EXECUTOR_HEADER } from './executor.js';
-import { authenticate, authorize, mayAccess, type Principal } from './auth.js';
+import { authenticate, authorizeService, mayAccess, type Principal } from './auth.js';
 import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, withVerdict, type WithVerdict } from './flow-routes.js';
 import { registerHookRoutes } from './hook-routes.js';
 import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
@@ -71,8 +71,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
   const guard = (action: Action) =>
     syncHook((request) => {
       const { service } = ServiceParams.parse(request.params);
-      authorize(principalOf(request), action, service);
-      serviceNamed(service);
+      authorizeService(principalOf(request), action, service, config.services);
     });
 
   // Kubernetes probes it without credentials; it tells nothing about the configuration.

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
 import { toErrorReply } from './errors.js';
-import { parseForm } from './inputs.js';
+import { fieldsOf, parseForm, unknownFieldsError } from './inputs.js';
 import { openApiDocument, routeEntryOf, type RouteEntry } from './openapi.js';
 import { zodValidatorCompiler, type ZodTypeProvider } from './zod.js';
 
@@ -19,6 +19,35 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers[REQUEST_ID_HEADER];
   return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Routes whose bodies come from other vendors' software (Alertmanager, Datadog, ...): their payloads carry many
+ * fields the deployer does not read, and must stay accepted. Every other route refuses fields it does not take.
+ */
+export const THIRD_PARTY_PAYLOAD_PREFIX = '/hooks/';
+
+/**
+ * The route schemas' validator, refusing unknown fields of a body or query string (400 naming them, with the
+ * known field each is probably a typo of) before the schema itself is applied.
+ */
+const closedInputCompiler: typeof zodValidatorCompiler = (route) => {
+  const validate = zodValidatorCompiler(route);
+  const known = route.httpPart === 'body' || route.httpPart === 'querystring' ? fieldsOf(route.schema) : undefined;
+  if (known === undefined || route.url.startsWith(THIRD_PARTY_PAYLOAD_PREFIX)) return validate;
+  return (data: unknown) => {
+    const error = unknownFieldsError(data, known);
+    return error === undefined ? validate(data) : { error };
+  };
+};
+
+/** A route's URL pattern (`/:service/deploy`) as a regular expression over request paths. */
+function patternOf(url: string): RegExp {
+  const source = url
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${source}/?$`);
 }
 
 /**
@@ -42,16 +71,22 @@ export function createHttpServer(options: { logger: Logger; version?: string | u
     forceCloseConnections: 'idle',
   }).withTypeProvider<ZodTypeProvider>();
 
-  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setValidatorCompiler(closedInputCompiler);
+
+  // Every route's methods by URL pattern, so that a wrong method is answered 405 with `Allow`, not 404.
+  const routes: Array<{ pattern: RegExp; methods: readonly string[] }> = [];
+  app.addHook('onRoute', (route) => {
+    routes.push({ pattern: patternOf(route.url), methods: [route.method].flat() });
+  });
 
   // Every route added from here on (plugins included) is described by GET /openapi.json, built on its first call.
-  const routes: RouteEntry[] = [];
+  const described: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
     const entry = routeEntryOf(route);
-    if (entry !== undefined) routes.push(entry);
+    if (entry !== undefined) described.push(entry);
   });
   let document: Record<string, unknown> | undefined;
-  app.get('/openapi.json', () => (document ??= openApiDocument(routes, options.version ?? 'unknown')));
+  app.get('/openapi.json', () => (document ??= openApiDocument(described, options.version ?? 'unknown')));
 
   // `curl --data commit=abc` sends a form; parse it with URLSearchParams (no dependency needed for two fields).
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
@@ -75,8 +110,16 @@ export function createHttpServer(options: { logger: Logger; version?: string | u
     return reply.code(answer.status).headers({ ...answer.headers, [REQUEST_ID_HEADER]: request.id }).send(answer.body);
   });
 
-  app.setNotFoundHandler(async (_request, reply) => {
-    return reply.code(404).send({ error: 'no such endpoint' });
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0] ?? request.url;
+    const allowed = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods));
+    if (allowed.size === 0) return reply.code(404).send({ error: 'no such endpoint' });
+    const allow = [...allowed].sort().join(', ');
+    request.log.info({ status: 405, method: request.method, allow }, 'request refused');
+    return reply
+      .code(405)
+      .header('allow', allow)
+      .send({ error: `method ${request.method} is not allowed here; ${path.slice(0, 200)} takes ${allow}` });
   });
 
   return app;

@@ -23,6 +23,8 @@ export interface Scope {
 const API_VERSION = /^(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?$/;
 /** How long a discovery answer that lacks a kind is trusted before asking again (a CRD may just have been added). */
 const DISCOVERY_MISS_TTL_MS = 30_000;
+/** How long a resourceVersion seen by the ownership read stands in for the apply's own GET. */
+const SEEN_TTL_MS = 10_000;
 /** Dry-runs in flight at once. */
 const DRY_RUN_CONCURRENCY = 4;
 
@@ -50,6 +52,8 @@ export class KubeClient {
   readonly #log: Logger;
   readonly #groups = new Map<string, DiscoveredGroup>();
   readonly #pending = new Map<string, Promise<DiscoveredGroup | undefined>>();
+  /** resourceVersions the ownership read just saw, by object path, so the apply right after needs no GET of its own. */
+  readonly #seen = new Map<string, { version: string | undefined; at: number }>();
 
   constructor(options: KubeClientOptions) {
     this.#transport = options.transport;
@@ -140,9 +144,7 @@ export class KubeClient {
           detail: { failures: [target], applied: results },
         });
       }
-      const before = await this.#transport.send({ method: 'GET', path: target.path });
-      if (before.status !== 200 && before.status !== 404) throw refusal(before, { ...target.context, verb: 'get' });
-      const previousVersion = before.status === 200 ? resourceVersionOf(before, target.context) : undefined;
+      const previousVersion = await this.#versionBefore(target);
 
       const res = await this.#apply(target, false);
       if (res.status !== 200 && res.status !== 201) {
@@ -167,6 +169,19 @@ export class KubeClient {
       results.push(result);
     }
     return results;
+  }
+
+  /**
+   * The object's resourceVersion before the apply, to tell `configured` from `unchanged`: what the ownership read
+   * right before saw (`liveAnnotations`, consumed once and only for a few seconds), else a GET.
+   */
+  async #versionBefore(target: Target): Promise<string | undefined> {
+    const seen = this.#seen.get(target.path);
+    this.#seen.delete(target.path);
+    if (seen !== undefined && Date.now() - seen.at < SEEN_TTL_MS) return seen.version;
+    const before = await this.#transport.send({ method: 'GET', path: target.path });
+    if (before.status !== 200 && before.status !== 404) throw refusal(before, { ...target.context, verb: 'get' });
+    return before.status === 200 ? resourceVersionOf(before, target.context) : undefined;
   }
 
   #apply(target: Target, dryRun: boolean): Promise<KubeResponse> {
@@ -225,10 +240,14 @@ export class KubeClient {
       const target = await this.#target(object);
       if (!('path' in target)) return undefined;
       const res = await this.#transport.send({ method: 'GET', path: target.path });
-      if (res.status === 404) return undefined;
+      if (res.status === 404) {
+        this.#seen.set(target.path, { version: undefined, at: Date.now() });
+        return undefined;
+      }
       if (res.status !== 200) throw refusal(res, { ...target.context, verb: 'get' });
       const parsed = LiveObject.safeParse(res.body);
       if (!parsed.success) throw unexpected(`${target.context.resource} ${object.metadata.name}`, parsed.error);
+      this.#seen.set(target.path, { version: parsed.data.metadata.resourceVersion, at: Date.now() });
       const annotations = parsed.data.metadata.annotations ?? {};
       return Object.hasOwn(annotations, key) ? annotations[key] : undefined;
     });

@@ -1,4 +1,3 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Cluster, LeaseStore, LiveReader, Pinger } from '../core/ports.js';
 import type { KubeObject, LiveDeployment, LivePod, LiveReplicaSet, ObjectFailure, ObjectResult } from '../core/types.js';
@@ -7,7 +6,8 @@ import { refusal } from './failures.js';
 import { KubeLeases } from './leases.js';
 import { KubeLive } from './live.js';
 import { ConfigError } from '../config/load.js';
-import { KubeTransport, loadKubeConfig } from './transport.js';
+import { loadKubeAccess, type KubeAccess } from './kubeconfig.js';
+import { KubeTransport } from './transport.js';
 
 export interface KubernetesOptions {
   /** A kubeconfig file; unset means in-cluster service-account credentials, else the default kubeconfig. */
@@ -91,9 +91,9 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
  * none found where kubectl looks, the deployer still starts (its probes, its metrics, its answers) and every call
  * to the apiserver fails saying where it looked, as does /readyz.
  */
-function kubeConfigOrWhyNot(kubeconfig: string | undefined): KubeConfig | ConfigError {
+function kubeConfigOrWhyNot(kubeconfig: string | undefined): KubeAccess | ConfigError {
   try {
-    return loadKubeConfig(kubeconfig);
+    return loadKubeAccess(kubeconfig);
   } catch (err) {
     if (kubeconfig !== undefined || !(err instanceof ConfigError)) throw err;
     return err;

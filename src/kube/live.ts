@@ -109,22 +109,12 @@ export class KubeLive implements LiveReader {
   }
 
   async listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]> {
-    const items = await this.#list(appsPath(namespace, 'deployments'), DeploymentItem, labelSelector, {
-      verb: 'list',
-      resource: 'deployments',
-      group: 'apps',
-      namespace,
-    });
+    const items = await this.#list('apps', 'deployments', namespace, DeploymentItem, labelSelector);
     return items.map((d) => deploymentOf(d, namespace));
   }
 
   async listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]> {
-    const items = await this.#list(appsPath(namespace, 'replicasets'), ReplicaSetItem, labelSelector, {
-      verb: 'list',
-      resource: 'replicasets',
-      group: 'apps',
-      namespace,
-    });
+    const items = await this.#list('apps', 'replicasets', namespace, ReplicaSetItem, labelSelector);
     return items.map((rs) => ({
       name: rs.metadata.name,
       uid: rs.metadata.uid ?? '',
@@ -136,11 +126,7 @@ export class KubeLive implements LiveReader {
   }
 
   async listPods(namespace: string, labelSelector: string): Promise<LivePod[]> {
-    const items = await this.#list(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`, PodItem, labelSelector, {
-      verb: 'list',
-      resource: 'pods',
-      namespace,
-    });
+    const items = await this.#list('', 'pods', namespace, PodItem, labelSelector);
     return items.map((p) => ({
       name: p.metadata.name,
       ownerUids: (p.metadata.ownerReferences ?? []).map((o) => o.uid),
@@ -155,7 +141,10 @@ export class KubeLive implements LiveReader {
     }));
   }
 
-  async #list<T extends z.ZodType>(path: string, item: T, labelSelector: string, context: RequestContext): Promise<z.output<T>[]> {
+  /** Every item of a namespaced resource matching `labelSelector`, page by page; `group` '' is the core group. */
+  async #list<T extends z.ZodType>(group: string, resource: string, namespace: string, item: T, labelSelector: string): Promise<z.output<T>[]> {
+    const path = `${group === '' ? '/api/v1' : `/apis/${group}/v1`}/namespaces/${encodeURIComponent(namespace)}/${resource}`;
+    const context: RequestContext = { verb: 'list', resource, group: group === '' ? undefined : group, namespace };
     const schema = List(item);
     const out: z.output<T>[] = [];
     let next: string | undefined;

@@ -1,16 +1,12 @@
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { ConfigError } from '../config/load.js';
 import { UpstreamError } from '../errors.js';
+import { kubeConfigLoads, type KubeAccess } from './kubeconfig.js';
 
 /**
- * Plain REST calls to the apiserver. client-node is used for what it is good at: reading a kubeconfig (files,
- * in-cluster service account, exec and token-file credentials) and turning it into TLS options and an
- * Authorization header. The requests themselves are plain HTTP, because the typed models of client-node
+ * Plain REST calls to the apiserver, with the access kubeconfig.ts reads (TLS options and an Authorization header
+ * per request). The requests are plain HTTP rather than client-node's typed clients, because the typed models of client-node
  * re-serialize objects through their schema, which silently drops fields it does not know (a typo in a manifest
  * would vanish instead of being refused by the apiserver) and hides the status codes apply needs.
  */
@@ -31,57 +27,11 @@ export interface KubeRequest {
   timeoutMs?: number;
 }
 
-let kubeConfigLoads = 0;
 let transports = 0;
 
 /** How many kubeconfigs and transports this process built: one each, by src/wire.ts (a test counts them). */
 export function kubeCounts(): { kubeConfigLoads: number; transports: number } {
-  return { kubeConfigLoads, transports };
-}
-
-/**
- * Where the client's credentials come from: a kubeconfig file, else in-cluster, else the default kubeconfig
- * ($KUBECONFIG, ~/.kube/config). With none of them, client-node would silently talk to http://localhost:8080; the
- * deployer says where it looked instead.
- */
-export function loadKubeConfig(kubeconfig: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
-  kubeConfigLoads++;
-  const config = new KubeConfig();
-  try {
-    if (kubeconfig !== undefined) {
-      config.loadFromFile(kubeconfig);
-    } else if (env['KUBERNETES_SERVICE_HOST'] !== undefined) {
-      config.loadFromCluster();
-    } else {
-      const candidates = defaultKubeconfigs(env);
-      if (!candidates.some((c) => c.exists)) {
-        throw new Error(
-          `no kubeconfig found: kubernetes.kubeconfig is not set, ${candidates.map((c) => c.where).join(', ')}, and ` +
-            'this is not a pod (KUBERNETES_SERVICE_HOST is unset); set kubernetes.kubeconfig in the configuration',
-        );
-      }
-      config.loadFromDefault();
-    }
-  } catch (err) {
-    throw new ConfigError(`cannot read the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  if (config.getCurrentCluster() === null) {
-    throw new ConfigError(`the kubeconfig${kubeconfig === undefined ? '' : ` ${kubeconfig}`} has no current cluster`);
-  }
-  return config;
-}
-
-/** The files client-node's loadFromDefault reads, and whether they exist, in words for the error above. */
-function defaultKubeconfigs(env: NodeJS.ProcessEnv): Array<{ where: string; exists: boolean }> {
-  const fromEnv = env['KUBECONFIG'];
-  const home = join(env['HOME'] ?? homedir(), '.kube', 'config');
-  const listed =
-    fromEnv === undefined || fromEnv === ''
-      ? [{ where: 'KUBECONFIG is unset', exists: false }]
-      : fromEnv.split(delimiter).map((file) => ({ where: `KUBECONFIG names ${file}${existsSync(file) ? '' : ' (missing)'}`, exists: existsSync(file) }));
-  return [...listed, { where: `${home} ${existsSync(home) ? 'exists' : 'does not exist'}`, exists: existsSync(home) }];
+  return { kubeConfigLoads: kubeConfigLoads(), transports };
 }
 
 /** Network failures that mean "the apiserver is not reachable now" (503), as opposed to a bad answer (502). */
@@ -89,22 +39,22 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENET
 
 export class KubeTransport {
   readonly server: string;
-  readonly #config: KubeConfig | ConfigError;
+  readonly #access: KubeAccess | ConfigError;
   readonly #timeoutMs: number;
 
   /** With a ConfigError (no kubeconfig found), every request fails with it: the deployer starts and says why. */
-  constructor(config: KubeConfig | ConfigError, timeoutMs: number) {
+  constructor(access: KubeAccess | ConfigError, timeoutMs: number) {
     transports++;
-    this.#config = config;
+    this.#access = access;
     this.#timeoutMs = timeoutMs;
     // loadKubeConfig made sure there is a current cluster.
-    this.server = config instanceof ConfigError ? '(no kubeconfig)' : (config.getCurrentCluster()?.server ?? '');
+    this.server = access instanceof ConfigError ? '(no kubeconfig)' : access.server;
   }
 
   async send(req: KubeRequest): Promise<KubeResponse> {
-    const config = this.#config;
-    if (config instanceof ConfigError) {
-      throw new UpstreamError('kubernetes', `the deployer has no Kubernetes credentials: ${config.message}`, { cause: config, status: 503 });
+    const access = this.#access;
+    if (access instanceof ConfigError) {
+      throw new UpstreamError('kubernetes', `the deployer has no Kubernetes credentials: ${access.message}`, { cause: access, status: 503 });
     }
     // The server may carry a path prefix (a proxy): request paths go below it.
     const url = new URL(`${this.server.replace(/\/+$/, '')}${req.path}`);
@@ -117,7 +67,7 @@ export class KubeTransport {
     };
     // Credentials are applied per request: in-cluster and exec tokens rotate.
     try {
-      await config.applyToHTTPSOptions(options);
+      await access.apply(options);
     } catch (err) {
       // An unusable kubeconfig (an exec plugin that fails, plain http without skipTLSVerify) is the apiserver
       // being out of reach for this deployer, not a bug in the request.

@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import type { ImageRef } from './types.js';
+import type { ImageRef } from '../core/types.js';
 
 // The grammar of github.com/distribution/reference, which Docker and Kubernetes use.
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;

@@ -1,8 +1,6 @@
 import type { Logger } from 'pino';
 import { withTimeout } from '../core/util.js';
 import { ConfigError, type Config } from '../config/load.js';
-import { createBugsnagNotifier } from './bugsnag.js';
-import { createSlackNotifier } from './slack.js';
 import type { Caller, DeployEvent } from '../core/types.js';
 import type { Notifier } from '../core/ports.js';
 
@@ -46,7 +44,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
   if (bugsnag !== undefined) {
     channels.push({
       name: 'bugsnag',
-      notifier: createBugsnagNotifier({ ...bugsnag, appVersion: options.appVersion, idleTimeoutMs: timeoutMs }),
+      notifier: lazy(() => import('./bugsnag.js').then((m) => m.createBugsnagNotifier({ ...bugsnag, appVersion: options.appVersion, idleTimeoutMs: timeoutMs }))),
       secrets: [bugsnag.apiKey.reveal()],
     });
   }
@@ -55,7 +53,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     if (!URL.canParse(url)) throw new ConfigError('reports.slack.webhookUrl: not a URL');
     channels.push({
       name: 'slack',
-      notifier: createSlackNotifier({ ...slack, timeoutMs }),
+      notifier: lazy(() => import('./slack.js').then((m) => m.createSlackNotifier({ ...slack, timeoutMs }))),
       secrets: [url, new URL(url).pathname].filter((s) => s.length > 1),
     });
   }
@@ -107,4 +105,17 @@ function safeError(err: unknown, secrets: readonly string[]): { name: string; me
   let message = (err instanceof Error ? err.message : String(err)).slice(0, 500);
   for (const secret of secrets) message = message.split(secret).join('[redacted]');
   return { name, message };
+}
+
+/**
+ * A notifier whose client library is loaded at its first report, not at start: Bugsnag's alone costs ~14 MiB of
+ * memory, which an idle deployer (or one that never fails) need not pay.
+ */
+function lazy(load: () => Promise<Notifier>): Notifier {
+  let loaded: Promise<Notifier> | undefined;
+  const get = (): Promise<Notifier> => (loaded ??= load());
+  return {
+    deployFailed: async (event, error) => (await get()).deployFailed(event, error),
+    deploySucceeded: async (event) => (await get()).deploySucceeded(event),
+  };
 }

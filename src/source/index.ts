@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config/load.js';
 import { GitSource } from './git.js';
 import { SvnSource } from './svn.js';
-import type { CommitFacts, ManifestFile, Source } from './types.js';
+import type { CommitFacts, ManifestFile, ReadOptions, Source } from './types.js';
 
-export type { CommitFacts, ManifestFile, Source } from './types.js';
+export type { CommitFacts, ManifestFile, ReadOptions, Source } from './types.js';
 export { GitSource } from './git.js';
 export { SvnSource } from './svn.js';
 
@@ -22,8 +22,10 @@ export function createSource(options: SourceOptions): Source {
   const svn = new SvnSource(options);
   const pick = (service: ServiceConfig): Source => (service.repository.type === 'svn' ? svn : git);
   return {
-    resolve: (service: ServiceConfig, ref: string): Promise<string> => pick(service).resolve(service, ref),
-    filesAt: (service: ServiceConfig, commit: string): Promise<ManifestFile[]> => pick(service).filesAt(service, commit),
+    resolve: (service: ServiceConfig, ref: string, options?: ReadOptions): Promise<string> =>
+      pick(service).resolve(service, ref, options),
+    filesAt: (service: ServiceConfig, commit: string, options?: ReadOptions): Promise<ManifestFile[]> =>
+      pick(service).filesAt(service, commit, options),
     commitFacts: (service: ServiceConfig, commit: string): Promise<CommitFacts> =>
       pick(service).commitFacts(service, commit),
   };

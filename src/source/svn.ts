@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config/load.js';
 import { InputError, ManifestError, NotFoundError, UpstreamError } from '../errors.js';
+import { errorCode } from './git-process.js';
+import { MAX_READ_BYTES } from './limits.js';
 import { redact } from './redact.js';
 import { cleanDir, printable } from './refs.js';
 import type { CommitFacts, ManifestFile, Source } from './types.js';
@@ -15,10 +17,10 @@ export interface SvnSourceOptions {
   /** Timeout of each svn call. */
   timeoutMs: number;
   logger: Logger;
+  /** The svn binary (default: `svn` from PATH). */
+  svn?: string | undefined;
 }
 
-/** Manifests are small text files; more than this in the manifests directory is a mistake. */
-const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 /** svn cat takes one file per call; a few at once keep a large directory fast without flooding the server. */
 const CAT_CONCURRENCY = 4;
 
@@ -35,8 +37,10 @@ export class SvnSource implements Source {
   readonly #configDir: string;
   readonly #timeoutMs: number;
   readonly #log: Logger;
+  readonly #binary: string;
 
   constructor(options: SvnSourceOptions) {
+    this.#binary = options.svn ?? 'svn';
     this.#configDir = join(options.cacheDir, 'svn');
     this.#timeoutMs = options.timeoutMs;
     this.#log = options.logger.child({ module: 'source', vcs: 'svn' });
@@ -44,7 +48,7 @@ export class SvnSource implements Source {
 
   async resolve(service: ServiceConfig, ref: string): Promise<string> {
     const url = baseUrl(service);
-    if (/^head$/i.test(ref)) {
+    if (/^head$/i.test(ref) || namesUrlBranch(url, ref)) {
       const info = await this.#svn(service, ['info', '--xml', '--', `${url}@HEAD`], 'HEAD');
       // The last revision that changed the service's path: the same manifests give the same version.
       const rev = /<commit\s+revision="(\d+)"/.exec(info.stdout.toString('utf8'))?.[1];
@@ -67,8 +71,8 @@ export class SvnSource implements Source {
       if (m[1] === 'file' && m[2] !== undefined) files.push({ name: unescapeXml(m[2]), size: Number(m[3] ?? 0) });
     }
     const total = files.reduce((a, f) => a + f.size, 0);
-    if (total > MAX_MANIFEST_BYTES) {
-      throw new ManifestError(`the manifests directory holds ${total} bytes; at most ${MAX_MANIFEST_BYTES} are read`);
+    if (total > MAX_READ_BYTES) {
+      throw new ManifestError(`the manifests directory holds ${total} bytes; at most ${MAX_READ_BYTES} are read`);
     }
 
     // svn stores links as files marked svn:special; never follow one (it could point anywhere).
@@ -128,11 +132,16 @@ export class SvnSource implements Source {
     const secrets = password === undefined ? [] : [password];
     const url = baseUrl(service);
 
-    const result = await run('svn', full, { input: password === undefined ? '' : `${password}\n`, timeoutMs: this.#timeoutMs });
+    const result = await run(this.#binary, full, { input: password === undefined ? '' : `${password}\n`, timeoutMs: this.#timeoutMs });
     if (result.timedOut) {
       throw new UpstreamError('svn', `svn ${args[0] ?? ''} of ${url} timed out after ${this.#timeoutMs} ms`, { status: 504 });
     }
     if (result.code === 0) return { stdout: result.stdout };
+    if (result.spawnError !== undefined) {
+      // The machine's trouble (EMFILE, ENOENT, EAGAIN), not the repository's.
+      this.#log.error({ repository: url, command: args[0], code: result.spawnError }, 'svn could not run');
+      throw new UpstreamError('svn', `svn could not run on the deployer (${result.spawnError}); try again`, { status: 503 });
+    }
     const stderr = redact(result.stderr, secrets).trim();
     const codes = [...stderr.matchAll(/\bE(\d{6})\b/g)].map((m) => m[1]);
     const has = (...list: string[]): boolean => codes.some((c) => c !== undefined && list.includes(c));
@@ -150,11 +159,29 @@ export class SvnSource implements Source {
   }
 }
 
+/**
+ * Whether `ref` is the branch the service's URL names (`trunk` for `svn://host/app/trunk`, `branches/x` for
+ * `…/branches/x`): svn has no branch refs to resolve, so that branch is its head — what `GET /:service/tags` and
+ * tag completion ask for with the service's `defaultBranch`.
+ */
+export function namesUrlBranch(url: string, ref: string): boolean {
+  if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(ref) || ref.split('/').some((p) => p === '.' || p === '..')) return false;
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(url).pathname).replace(/\/+$/, '');
+  } catch {
+    return false;
+  }
+  return path.endsWith(`/${ref}`);
+}
+
 /** An svn revision number from a request ("123", "r123"); anything else is refused before it reaches svn. */
 export function parseRevision(ref: string): string {
   const m = /^r?(\d{1,10})$/i.exec(ref);
   if (m?.[1] === undefined) {
-    throw new InputError(`"${printable(ref)}" is not an svn revision number`, { field: 'commit' });
+    throw new InputError(`"${printable(ref)}" is not an svn revision number (nor HEAD, nor the branch the repository URL names)`, {
+      field: 'commit',
+    });
   }
   return String(Number(m[1]));
 }
@@ -184,6 +211,8 @@ function lastLine(text: string): string {
 
 interface RunResult {
   code: number | null;
+  /** The error code when svn could not be started at all. */
+  spawnError?: string | undefined;
   stdout: Buffer;
   stderr: string;
   timedOut: boolean;
@@ -191,10 +220,17 @@ interface RunResult {
 
 function run(command: string, args: readonly string[], options: { input: string; timeoutMs: number }): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(command, [...args], {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', LC_ALL: 'C', LANG: 'C' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(command, [...args], {
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', LC_ALL: 'C', LANG: 'C' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      // Spawning can throw at once (E2BIG, EINVAL); any error here is the machine's, answered like a failed call.
+      resolve({ code: -1, stdout: Buffer.alloc(0), stderr: String(err), timedOut: false, spawnError: errorCode(err) });
+      return;
+    }
     const out: Buffer[] = [];
     let size = 0;
     let stderr = '';
@@ -203,19 +239,22 @@ function run(command: string, args: readonly string[], options: { input: string;
       timedOut = true;
       child.kill('SIGKILL');
     }, options.timeoutMs);
-    child.stdout.on('data', (c: Buffer) => {
+    child.stdout?.on('error', () => undefined);
+    child.stderr?.on('error', () => undefined);
+    child.stdout?.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_MANIFEST_BYTES * 2) child.kill('SIGKILL');
+      if (size > MAX_READ_BYTES * 2) child.kill('SIGKILL');
       else out.push(c);
     });
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr?.on('data', (c: Buffer) => {
       if (stderr.length < 64 * 1024) stderr += c.toString('utf8');
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input);
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input);
     child.on('error', (err) => {
       clearTimeout(timer);
-      resolve({ code: -1, stdout: Buffer.alloc(0), stderr: String(err), timedOut });
+      const spawnError = child.pid === undefined ? errorCode(err) : undefined;
+      resolve({ code: -1, stdout: Buffer.alloc(0), stderr: String(err), timedOut, spawnError });
     });
     child.on('close', (code) => {
       clearTimeout(timer);

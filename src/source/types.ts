@@ -18,6 +18,15 @@ export interface CommitFacts {
   readonly deletions: number;
 }
 
+/** Who asks: a deploy (the default) or a read (`GET /:service/tags`, completion), whose fetches wait behind deploys'. */
+export interface ReadOptions {
+  /**
+   * 'read': fetches this call needs go after every waiting deploy's, join identical ones, and wait a bounded time
+   * (a 503 `UpstreamError` beyond it). Default 'deploy'.
+   */
+  readonly purpose?: 'deploy' | 'read' | undefined;
+}
+
 /**
  * A service's version control system, read through a per-pod cache (thesis 5.3.3).
  * Errors: `NotFoundError` for an unknown commit/branch/revision, `InputError` for a malformed reference,
@@ -28,8 +37,8 @@ export interface Source {
    * The full version id (40-hex SHA, or svn revision number as a string) of `ref`: a full or short SHA, a branch
    * name, or an svn revision. Fetches only when the commit is not cached; a branch name always fetches the branch.
    */
-  resolve(service: ServiceConfig, ref: string): Promise<string>;
+  resolve(service: ServiceConfig, ref: string, options?: ReadOptions): Promise<string>;
   /** Every file below the service's `manifestsDir` at `commit` (a full id from `resolve`), read without a checkout. */
-  filesAt(service: ServiceConfig, commit: string): Promise<ManifestFile[]>;
+  filesAt(service: ServiceConfig, commit: string, options?: ReadOptions): Promise<ManifestFile[]>;
   commitFacts(service: ServiceConfig, commit: string): Promise<CommitFacts>;
 }

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { DeployerClient } from '../../src/cli/client.js';
 import { isLoopback, parseEnvFile, resolveConfig, type EnvFile } from '../../src/cli/config.js';
 import { UsageError } from '../../src/cli/errors.js';
+import { headerValue } from '../../src/cli/local.js';
+import { editDistance, nearest, parseCommandLine, type OptionName } from '../../src/cli/options.js';
 import { commonTags, formatAge, formatApiError } from '../../src/cli/output.js';
+import type { ServiceView } from '../../src/cli/schemas.js';
+import { podsOf, waitSecondsOf } from '../../src/cli/wait.js';
+import { DEFAULT_WAIT_SECONDS, parseDuration } from '../../src/http/flow-routes.js';
 
 const FILE = '/home/jane/.deployer/deployer_env';
 const file = (text: string, mode = 0o600): EnvFile => ({ path: FILE, text, mode });
@@ -55,8 +60,7 @@ describe('resolveConfig', () => {
     expect(config.warnings).toEqual([]);
   });
 
-  it('a URL without a scheme means https; a path prefix is kept and ends in /', () => {
-    expect(resolveConfig({ DEPLOYER_URL: 'deployer.example.com' }, undefined, FILE).url.href).toBe('https://deployer.example.com/');
+  it('a path prefix is kept and ends in /; query and fragment go', () => {
     expect(resolveConfig({ DEPLOYER_URL: 'https://example.com/deployer?x=1#y' }, undefined, FILE).url.href).toBe(
       'https://example.com/deployer/',
     );
@@ -105,10 +109,29 @@ describe('resolveConfig', () => {
   });
 
   it.each([
-    ['ftp://deployer.example.com', 'must be an http or https URL, not ftp:'],
-    ['https://exa mple.com', 'is not a URL'],
-  ])('refuses DEPLOYER_URL %s', (url, message) => {
-    expect(() => resolveConfig({ DEPLOYER_URL: url }, undefined, FILE)).toThrow(message);
+    ['deployer.example.com', 'DEPLOYER_URL must start with http:// or https://: got "deployer.example.com"'],
+    ['localhost:8080', 'DEPLOYER_URL must start with http:// or https://: got "localhost:8080"'],
+    ['ftp://deployer.example.com', 'DEPLOYER_URL must start with http:// or https://: got "ftp://deployer.example.com"'],
+    // A token written into the URL never reaches the message.
+    ['auth_token:s3cret@deployer.example.com', 'DEPLOYER_URL must start with http:// or https://: got "***@deployer.example.com"'],
+    ['ftp://jane:s3cret@deployer.example.com/x', 'DEPLOYER_URL must start with http:// or https://: got "ftp://***@deployer.example.com/x"'],
+    ['https://exa mple.com', 'DEPLOYER_URL (from the environment) is not a URL: "https://exa mple.com"'],
+  ])('refuses DEPLOYER_URL %s in its own words (exit 2)', (url, message) => {
+    let caught: unknown;
+    try {
+      resolveConfig({ DEPLOYER_URL: url }, undefined, FILE);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(UsageError);
+    expect((caught as UsageError).message).toBe(message);
+    expect((caught as UsageError).exitCode).toBe(2);
+  });
+
+  it('names the env file a URL without a scheme comes from', () => {
+    expect(() => resolveConfig({}, file('DEPLOYER_URL=deployer.example.com\n'), FILE)).toThrow(
+      `DEPLOYER_URL must start with http:// or https://: got "deployer.example.com" (in ${FILE})`,
+    );
   });
 });
 
@@ -163,6 +186,27 @@ describe('output', () => {
     expect(commonTags({ service: 's', ref: 'main', images: [] })).toEqual([]);
   });
 
+  it('formatApiError: a failed rollout lists each Deployment and what was applied', () => {
+    expect(
+      formatApiError('the rollout failed: api: pod api-1: container app: CrashLoopBackOff', 422, {
+        error: 'the rollout failed: api: pod api-1: container app: CrashLoopBackOff',
+        tag: 'main-abc1234',
+        commit: 'abc1234',
+        verdict: {
+          result: 'failure',
+          message: 'the rollout failed: api: pod api-1: container app: CrashLoopBackOff',
+          deployments: [{ namespace: 'ns', name: 'api', state: 'failed', reason: 'pod api-1: container app: CrashLoopBackOff' }],
+        },
+      }),
+    ).toBe(
+      [
+        'the rollout failed: api: pod api-1: container app: CrashLoopBackOff (422)',
+        '  Deployment ns/api: failed: pod api-1: container app: CrashLoopBackOff',
+        '  applied: main-abc1234 (commit abc1234)',
+      ].join('\n'),
+    );
+  });
+
   it('formatApiError: the text, then field, refused objects and request id', () => {
     expect(
       formatApiError('the apiserver refused 1 object(s)', 422, {
@@ -189,5 +233,115 @@ describe('formatAge', () => {
     [2 * 86400 + 4 * 3600 + 59, '2d4h'],
   ])('%s s → %s', (seconds, text) => {
     expect(formatAge(seconds)).toBe(text);
+  });
+});
+
+describe('parseCommandLine: mistakes in depctl\'s words', () => {
+  const deployOptions = (name: string): readonly OptionName[] | undefined => (name === 'deploy' ? ['commit', 'tag', 'wait', 'json', 'timeout', 'help'] : undefined);
+  const message = (argv: string[]): string => {
+    try {
+      parseCommandLine(argv, deployOptions);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      return (err as UsageError).message;
+    }
+    throw new Error(`no error for ${argv.join(' ')}`);
+  };
+
+  it.each([
+    [['deploy', '--comit', 'x'], 'unknown option --comit; did you mean --commit?\nsee "depctl help deploy"'],
+    [['deploy', '--comit=x'], 'unknown option --comit; did you mean --commit?\nsee "depctl help deploy"'],
+    [['deploy', '--tga', 'v1'], 'unknown option --tga; did you mean --tag?\nsee "depctl help deploy"'],
+    [['deploy', '--wiat'], 'unknown option --wiat; did you mean --wait?\nsee "depctl help deploy"'],
+    [['deploy', '--com'], 'unknown option --com; did you mean --commit?\nsee "depctl help deploy"'],
+    [['deploy', '-commit', 'x'], 'unknown option -commit; did you mean --commit?\nsee "depctl help deploy"'],
+    [['deploy', '--frobnicate'], 'unknown option --frobnicate\nsee "depctl help deploy"'],
+    [['--verison'], 'unknown option --verison; did you mean --version?\nsee "depctl help"'],
+    [['deploy', '--tag'], '--tag needs a value, e.g. --tag TAG\nsee "depctl help deploy"'],
+    [['deploy', '--commit', '--json'], '--commit needs a value, not the option --json (write --commit=--json if it is the value)\nsee "depctl help deploy"'],
+    [['deploy', '--json=yes'], '--json takes no value (got --json=yes)\nsee "depctl help deploy"'],
+  ])('%j', (argv, expected) => {
+    expect(message(argv)).toBe(expected);
+  });
+
+  it('--wait alone does not take the next word as its value; --wait=5m does', () => {
+    expect(parseCommandLine(['deploy', '--wait', 'shop'], deployOptions)).toEqual({ values: { wait: 'true' }, positionals: ['deploy', 'shop'] });
+    expect(parseCommandLine(['deploy', 'shop', '--wait=5m'], deployOptions)).toEqual({ values: { wait: '5m' }, positionals: ['deploy', 'shop'] });
+    expect(parseCommandLine(['deploy', '--', '--wait'], deployOptions)).toEqual({ values: {}, positionals: ['deploy', '--wait'] });
+  });
+});
+
+describe('nearest and editDistance', () => {
+  it.each([
+    ['comit', 'commit'],
+    ['commmit', 'commit'],
+    ['ocmmit', 'commit'],
+    ['tga', 'tag'],
+    ['jsno', 'json'],
+    ['ta', 'tag'],
+    // A prefix of two options names neither.
+    ['t', undefined],
+    ['x', undefined],
+    ['deploy', undefined],
+  ])('%s → %s', (typed, near) => {
+    expect(nearest(typed, ['commit', 'tag', 'json', 'timeout', 'help'])).toBe(near);
+  });
+
+  it('counts a swap of neighbours as one edit', () => {
+    expect(editDistance('ocmmit', 'commit')).toBe(1);
+    expect(editDistance('', 'abc')).toBe(3);
+    expect(editDistance('kitten', 'sitting')).toBe(3);
+  });
+});
+
+describe('--wait durations', () => {
+  it.each(['90', '90s', '5m', '1h30m', '2h', '1m30s', 'true'])('%s reads as the deployer reads it', (text) => {
+    expect(waitSecondsOf(text)).toBe(text === 'true' ? DEFAULT_WAIT_SECONDS : parseDuration(text));
+  });
+
+  it.each(['', 'soon', '5 m', '1d', '0', '0s', '-5m', '5m1h'])('%j is a usage error', (text) => {
+    expect(() => waitSecondsOf(text)).toThrow(UsageError);
+  });
+
+  it('no --wait: no waiting', () => {
+    expect(waitSecondsOf(undefined)).toBeUndefined();
+  });
+});
+
+describe('podsOf', () => {
+  const view = (deployments: ServiceView['deployments']): ServiceView => ({
+    name: 's',
+    repository: { url: 'u', type: 'git', defaultBranch: 'main', credentials: [] },
+    manifestsDir: 'kubernetes',
+    namespace: 'ns',
+    allowNamespaces: [],
+    allowClusterScoped: false,
+    deployments,
+  });
+
+  it('sums the ready and desired pods of the track, across Deployments', () => {
+    const v = view([
+      { namespace: 'ns', name: 'a', stable: { replicas: { desired: 3, ready: 1 } }, canary: { replicas: { desired: 1, ready: 0 } } },
+      { namespace: 'ns', name: 'b', stable: { replicas: { desired: 2, ready: 2 } } },
+    ]);
+    expect(podsOf(v, 'stable')).toEqual({ ready: 3, desired: 5 });
+    expect(podsOf(v, 'canary')).toEqual({ ready: 0, desired: 1 });
+  });
+
+  it('is undefined when nothing of the track runs, or the deployer does not say', () => {
+    expect(podsOf(view([{ namespace: 'ns', name: 'a', stable: { replicas: { desired: 1, ready: 1 } } }]), 'canary')).toBeUndefined();
+    expect(podsOf(view(undefined), 'stable')).toBeUndefined();
+  });
+});
+
+describe('headerValue (the Executor header)', () => {
+  it.each([
+    ['  jane@example.com\n', 'jane@example.com'],
+    ['jürgen', 'j%C3%BCrgen'],
+    ['a\r\nInjected: yes', 'aInjected: yes'],
+    ['', undefined],
+    ['x'.repeat(300), 'x'.repeat(256)],
+  ])('%j → %j', (text, value) => {
+    expect(headerValue(text)).toBe(value);
   });
 });

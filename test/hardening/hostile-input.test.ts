@@ -126,7 +126,7 @@ function requestCases(ci: string, ops: string): RequestCase[] {
     { name: 'malformed JSON', raw: { contentType: 'application/json', body: '{"commit": "main"' }, status: 400, error: /^the request body is not valid JSON$/ },
     { name: 'empty JSON body', raw: { contentType: 'application/json', body: '' }, status: 400, error: /^the request body is empty but its content type is application\/json$/ },
     { name: 'a JSON body with __proto__', raw: { contentType: 'application/json', body: '{"__proto__":{"commit":"main"}}' }, status: 400, error: /^the request body is not valid JSON$/ },
-    { name: 'neither commit nor tag', raw: { contentType: 'application/json', body: '{"constructor":{"commit":"main"}}' }, status: 400, error: /^commit or tag must be given$/ },
+    { name: 'a field named constructor', raw: { contentType: 'application/json', body: '{"constructor":{"commit":"main"}}' }, status: 400, error: /^unknown field constructor; the fields are commit, tag, wait$/ },
     { name: 'a 1 MiB form body', raw: { contentType: 'application/x-www-form-urlencoded', body: `commit=main&pad=${'x'.repeat(1024 * 1024)}` }, status: 413, error: /^the request body is larger than 65536 bytes$/ },
     { name: 'a 1 MiB JSON body', raw: { contentType: 'application/json', body: JSON.stringify({ commit: 'main', pad: 'x'.repeat(1024 * 1024) }) }, status: 413, error: /^the request body is larger than 65536 bytes$/ },
     { name: 'content type text/plain', raw: { contentType: 'text/plain', body: 'commit=main' }, status: 415, error: /content type "text\/plain" is not supported/ },

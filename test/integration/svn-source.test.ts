@@ -86,6 +86,30 @@ describe('SvnSource against svnserve', () => {
     expect(option).toBeInstanceOf(InputError);
   });
 
+  it("resolves the branch the repository URL names (the service's default branch, trunk) to its last revision", async () => {
+    const repo = await createSvnRepo(s.root, 'svn-trunk', [
+      { files: { 'trunk/kubernetes/a.yaml': 'a\n' } },
+      { files: { 'trunk/kubernetes/a.yaml': 'b\n' } },
+      { files: { 'branches/x/kubernetes/a.yaml': 'x\n' } },
+    ]);
+    const svc: ServiceConfig = {
+      ...service(`${s.baseUrl}${repo.urlPath}/trunk`, login),
+      repository: { url: `${s.baseUrl}${repo.urlPath}/trunk`, type: 'svn', credentials: login, defaultBranch: 'trunk' },
+    };
+    const viaFactory = createSource({ cacheDir: join(work, 'factory-trunk'), timeoutMs: 20_000, logger });
+
+    const trunk = await viaFactory.resolve(svc, svc.repository.defaultBranch);
+    const files = await viaFactory.filesAt(svc, trunk);
+    const other = await rejection(viaFactory.resolve(svc, 'branches/x'));
+    const outside = await rejection(viaFactory.resolve(svc, '../trunk'));
+
+    expect(trunk).toBe('2');
+    expect(text(files)).toEqual({ 'kubernetes/a.yaml': 'b\n' });
+    expect(other).toBeInstanceOf(InputError);
+    expect(other.message).toBe('"branches/x" is not an svn revision number (nor HEAD, nor the branch the repository URL names)');
+    expect(outside).toBeInstanceOf(InputError);
+  });
+
   it('computes commit facts of a revision from the log and the diff', async () => {
     const repo = await createSvnRepo(s.root, 'svn-facts', [
       { files: { 'kubernetes/a.yaml': 'one\ntwo\nthree\n' }, author: 'alice' },
@@ -147,6 +171,17 @@ describe('SvnSource against svnserve', () => {
 
     expect(err).toBeInstanceOf(UpstreamError);
     expect((err as UpstreamError).status).toBe(503);
+  });
+
+  it('answers 503 when svn cannot be started', async () => {
+    const svc = service(`${s.baseUrl}svn-files/trunk`, login);
+    const broken = new SvnSource({ cacheDir: join(work, 'cache'), timeoutMs: 20_000, logger, svn: join(work, 'no-such-svn') });
+
+    const err = await rejection(broken.resolve(svc, 'HEAD'));
+
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect((err as UpstreamError).status).toBe(503);
+    expect(err.message).toBe('svn could not run on the deployer (ENOENT); try again');
   });
 
   it('is what createSource gives for an svn service', async () => {

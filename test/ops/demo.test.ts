@@ -1,12 +1,19 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startChild, type Child } from './child.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { fifo, type Fifo } from './fifo.js';
 
-const children: Child[] = [];
+const work = mkdtempSync(join(tmpdir(), 'ops-demo-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const children: ChildProcess[] = [];
+const pipes: Fifo[] = [];
 afterEach(() => {
-  for (const c of children.splice(0)) c.kill();
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const p of pipes.splice(0)) p.close();
 });
 
 /** The command lines of running processes that mention `text` (their own ground servers name the demo's directory). */
@@ -30,40 +37,111 @@ function words(command: string): string[] {
 }
 
 describe('npm run demo (scripts/demo.ts)', () => {
-  it('starts its own ground and the deployer, the printed curl deploy works, and Ctrl-C stops everything', async () => {
-    const demo = startChild('scripts/demo.ts', ['--port', '0'], {});
+  it('piped as into tee: the printed commands work, and Ctrl-C stops everything with exit 0, leaving nothing in /tmp', async () => {
+    // stdout is a real pipe, read as `tee` would; Ctrl-C in a terminal ends tee too, so the reader goes first.
+    const stdout = await fifo(join(work, 'demo-stdout'));
+    pipes.push(stdout);
+    const demo = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--port', '0'], {
+      cwd: process.cwd(),
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' },
+      stdio: ['ignore', stdout.writer, 'pipe'],
+    });
     children.push(demo);
+    stdout.closeWriter();
+    const stderr: string[] = [];
+    demo.stderr?.setEncoding('utf8').on('data', (c: string) => stderr.push(c));
+    const exit = new Promise<number | string>((resolve) => demo.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+    const tee = stdout.read();
+    const lines = tee.lines;
+    const failed = exit.then((code) => {
+      throw new Error(`the demo exited (${String(code)}):\n${lines.join('\n')}\n${stderr.join('')}`);
+    });
 
-    const logsLine = await demo.line((l) => l.startsWith('demo: starting a Kubernetes control plane'));
+    const logsLine = await Promise.race([tee.line((l) => l.startsWith('demo: starting a Kubernetes control plane')), failed]);
     const base = /logs in (\S+)\/logs\)/.exec(logsLine)?.[1] ?? '';
     expect(base).toMatch(/deployer-demo-/);
-    await demo.line((l) => l.startsWith('ready'));
+    await Promise.race([tee.line((l) => l.startsWith('ready')), failed]);
     expect(processesMentioning(base).length).toBeGreaterThanOrEqual(5);
 
     // The first curl line that deploys, run as printed (no shell: its words as arguments).
-    const command = demo.lines.find((l) => l.startsWith('curl ') && l.includes('/deploy'));
+    const command = lines.find((l) => l.startsWith('curl ') && l.includes('/deploy'));
     expect(command).toBeDefined();
     const [program, ...args] = words(command ?? '');
     expect(program).toBe('curl');
-    const { stdout } = await promisify(execFile)('curl', [...args, '--write-out', '\n%{http_code}'], { timeout: 60_000 });
-    const lines = stdout.trimEnd().split('\n');
-    const status = lines.pop();
-    expect(status, stdout).toBe('200');
-    expect(JSON.parse(lines.join('\n'))).toMatchObject({ message: expect.stringMatching(/^hello main-[0-9a-f]{7} is deployed$/) as unknown });
+    const { stdout: answer } = await promisify(execFile)('curl', [...args, '--write-out', '\n%{http_code}'], { timeout: 60_000 });
+    const answerLines = answer.trimEnd().split('\n');
+    const status = answerLines.pop();
+    expect(status, answer).toBe('200');
+    expect(JSON.parse(answerLines.join('\n'))).toMatchObject({ message: expect.stringMatching(/^hello main-[0-9a-f]{7} is deployed$/) as unknown });
 
     // Printed for the other flows too.
-    for (const path of ['/canary', '/promote', '/rollback']) expect(demo.lines.some((l) => l.startsWith('curl ') && l.includes(path)), path).toBe(true);
-    for (const cmd of ['deploy', 'canary', 'promote', 'rollback']) {
-      expect(demo.lines.some((l) => l.startsWith('DEPLOYER_URL=') && l.includes(`depctl`) && l.includes(` ${cmd} hello`)), cmd).toBe(true);
+    for (const path of ['/canary', '/promote', '/rollback']) expect(lines.some((l) => l.startsWith('curl ') && l.includes(path)), path).toBe(true);
+    // depctl: short commands after one export line; its rollback does what the curl line does (to=previous).
+    const exportLine = lines.find((l) => l.startsWith('export PATH='));
+    const env = Object.fromEntries(words((exportLine ?? '').replace(/^export /, '').replace(':$PATH', '')).map((w) => w.split('=', 2) as [string, string]));
+    expect(Object.keys(env)).toEqual(['PATH', 'DEPLOYER_URL', 'DEPLOYER_TOKEN_NAME', 'DEPLOYER_AUTH_TOKEN']);
+    expect(lines).toContain('source <(depctl completion bash)');
+    for (const cmd of ['deploy hello --commit', 'canary hello --commit', 'promote hello', 'rollback hello --to previous', 'show hello']) {
+      expect(lines.some((l) => l.startsWith(`depctl ${cmd}`)), cmd).toBe(true);
     }
-    expect(demo.lines.some((l) => l.startsWith('kubectl --kubeconfig ') && l.includes('-n demo'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('curl ') && l.includes('to=previous') && l.includes('/rollback'))).toBe(true);
+    // The printed depctl runs as printed, through the demo's shim.
+    const show = lines.find((l) => l.startsWith('depctl show hello')) ?? '';
+    const [, ...showArgs] = words(show);
+    const shown = await promisify(execFile)(join(env['PATH'] ?? '', 'depctl'), showArgs, {
+      env: { ...env, PATH: `${env['PATH'] ?? ''}:${process.env['PATH'] ?? ''}`, HOME: work },
+      timeout: 60_000,
+    });
+    expect(shown.stdout).toMatch(/hello/);
+    expect(lines.some((l) => l.startsWith('kubectl --kubeconfig ') && l.includes('-n demo'))).toBe(true);
 
-    demo.process.kill('SIGINT');
-    expect(await demo.exit).toBe(0);
-    expect(demo.lines).toContain('demo: stopped');
+    stdout.closeReader();
+    demo.kill('SIGINT');
+    expect(await exit, stderr.join('')).toBe(0);
+    // stdout is gone: the last words go to stderr rather than killing the demo with EPIPE.
+    expect(stderr.join('')).toMatch(/^demo: stopped$/m);
+    expect(stderr.join('')).not.toMatch(/EPIPE/);
     expect(processesMentioning(base)).toEqual([]);
     // Nor the watchdog of the ground's process helpers, which names the demo's pid file.
-    expect(processesMentioning(`deployer-ground-pids/${demo.process.pid ?? ''}.pids`)).toEqual([]);
+    expect(processesMentioning(`deployer-ground-pids/${demo.pid ?? ''}.pids`)).toEqual([]);
     expect(existsSync(base)).toBe(false);
+    expect(existsSync(join(tmpdir(), 'deployer-ground-pids', `${demo.pid ?? ''}.pids`))).toBe(false);
+  }, 300_000);
+});
+
+describe('npm run demo that fails', () => {
+  it('exits 1, keeps only its logs, and says where they are', async () => {
+    // The port the demo is told to use is taken: its deployer cannot listen, after the servers started.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = taken.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    try {
+      const demo = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--port', String(port)], {
+        cwd: process.cwd(),
+        env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(demo);
+      let out = '';
+      demo.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
+      demo.stderr?.setEncoding('utf8').on('data', (c: string) => (out += c));
+      const code = await new Promise<number | string>((resolve) => demo.on('exit', (c, signal) => resolve(c ?? signal ?? 'unknown')));
+      expect(code, out).toBe(1);
+      expect(out).toMatch(/EADDRINUSE/);
+      const kept = /^demo: failed; the logs are kept in (\S+)\/logs \(remove (\S+) when done\)$/m.exec(out);
+      expect(kept, out).not.toBeNull();
+      const base = kept?.[1] ?? '';
+      expect(kept?.[2]).toBe(base);
+      try {
+        expect(readdirSync(base)).toEqual(['logs']);
+        expect(readdirSync(join(base, 'logs'))).toEqual(expect.arrayContaining(['kube-apiserver.log']));
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+      expect(out).toMatch(/^demo: stopped$/m);
+    } finally {
+      taken.close();
+    }
   }, 300_000);
 });

@@ -284,7 +284,11 @@ describe('GET /metrics and GET /readyz', () => {
       logger: silentLogger(),
       timeoutMs: 50,
     });
-    expect(await ready()).toEqual({ ready: false, checks: { config: 'ok', cache: 'ok', kubernetes: 'failed' } });
+    expect(await ready()).toEqual({
+      ready: false,
+      checks: { config: 'ok', cache: 'ok', kubernetes: 'failed' },
+      failures: { kubernetes: 'no answer within 50 ms' },
+    });
   });
 });
 

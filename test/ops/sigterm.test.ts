@@ -13,6 +13,8 @@ import { basic, short } from './helpers.js';
 import { sampleValue } from './prometheus.js';
 
 const SECRET = 'sigterm-ops-secret-42';
+/** A process start, a deploy and a stop: ~50 s on a busy 2-core machine; a bound for hangs, not a speed measure. */
+const SLOW_MS = 180_000;
 const work = mkdtempSync(join(tmpdir(), 'ops-sigterm-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const children: Child[] = [];
@@ -124,7 +126,7 @@ describe('SIGTERM during a deploy (the real deployer process)', () => {
     const deployment = await adminClient().apps.readNamespacedDeployment({ name: service, namespace });
     expect(deployment.spec?.template.spec?.containers[0]?.image).toBe(`${registry}/${repository}:main-${short(sha)}@${digest}`);
     expect(main.lines.some((l) => l.includes(`"msg":"closed"`))).toBe(true);
-  });
+  }, SLOW_MS);
 
   it('exits anyway, logged and with code 1, when the deploy outlasts shutdownGraceSeconds', async () => {
     const { main, port, service, namespace, sha } = await setUp(1);
@@ -140,5 +142,5 @@ describe('SIGTERM during a deploy (the real deployer process)', () => {
     expect(await main.exit).toBe(1);
     await expect(answer).rejects.toThrow();
     await expect(adminClient().apps.readNamespacedDeployment({ name: service, namespace })).rejects.toThrow();
-  });
+  }, SLOW_MS);
 });

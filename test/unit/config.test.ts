@@ -202,3 +202,53 @@ describe('loadConfig', () => {
     expect(config.reports.slack?.webhookUrl.reveal()).toBe('h');
   });
 });
+
+describe('a start names every problem at once', () => {
+  it('config.example.yaml without its environment names every unset variable, with its key', () => {
+    expect(() => loadConfig({ DEPLOYER_CONFIG: 'config.example.yaml' })).toThrow(
+      new ConfigError(
+        [
+          '8 problems in the configuration:',
+          '  tokens.ci.secret: environment variable DEPLOYER_TOKEN_CI is not set',
+          '  tokens.ops.secret: environment variable DEPLOYER_TOKEN_OPS is not set',
+          '  services.api.repository.credentials.password: environment variable API_REPO_PASSWORD is not set',
+          '  services.api.repository.credentials.token: environment variable API_REPO_TOKEN is not set',
+          '  services.legacy-web.repository.credentials.password: environment variable LEGACY_WEB_SVN_PASSWORD is not set',
+          '  registries.registry.example.com.password: environment variable REGISTRY_PASSWORD is not set',
+          '  reports.bugsnag.apiKey: environment variable BUGSNAG_API_KEY is not set',
+          '  reports.slack.webhookUrl: environment variable SLACK_WEBHOOK_URL is not set',
+          'unset environment variables: DEPLOYER_TOKEN_CI DEPLOYER_TOKEN_OPS API_REPO_PASSWORD API_REPO_TOKEN LEGACY_WEB_SVN_PASSWORD REGISTRY_PASSWORD BUGSNAG_API_KEY SLACK_WEBHOOK_URL',
+        ].join('\n'),
+      ),
+    );
+  });
+
+  it('a missing file and a bad PORT come with the unset variables', () => {
+    const absent = join(dir, 'absent-too');
+    const raw = { tokens: { ci: { secret: { env: 'CI_SECRET' } }, ops: { secret: { file: absent } } } };
+    expect(errorOf(raw, { PORT: 'eighty' })).toBe(
+      [
+        '3 problems in the configuration:',
+        '  tokens.ci.secret: environment variable CI_SECRET is not set',
+        `  tokens.ops.secret: cannot read ${absent}: ENOENT`,
+        '  PORT: "eighty" is not a port number',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('config.local.yaml', () => {
+  it('starts with one token from the environment, one service, on loopback, contacting nothing else', () => {
+    const config = loadConfig({ DEPLOYER_CONFIG: 'config.local.yaml', DEPLOYER_LOCAL_TOKEN: 'local-secret' });
+    expect(Object.keys(config.tokens)).toEqual(['local']);
+    expect(Object.keys(config.services)).toEqual(['hello']);
+    expect(config.listen.host).toBe('127.0.0.1');
+    expect(config.reports).toEqual({ bugsnag: undefined, slack: undefined });
+  });
+
+  it('without its token variable, says which variable to set', () => {
+    expect(() => loadConfig({ DEPLOYER_CONFIG: 'config.local.yaml' })).toThrow(
+      new ConfigError('tokens.local.secret: environment variable DEPLOYER_LOCAL_TOKEN is not set'),
+    );
+  });
+});

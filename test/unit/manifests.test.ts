@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManifestError } from '../../src/errors.js';
-import {
-  imagesOf,
-  parseManifests,
-  untaggedImages,
-  type ManifestLimits,
-  type ManifestProblem,
-} from '../../src/deploy/manifests.js';
+import { parseManifests, type ManifestLimits, type ManifestProblem } from '../../src/deploy/manifests.js';
+import { imagesOf, untaggedImages } from '../../src/deploy/pod-template.js';
 import type { KubeObject, ManifestFile } from '../../src/core/types.js';
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
@@ -398,6 +393,11 @@ describe('parseManifests: objects', () => {
     ['a bad apiVersion', 'apiVersion: apps/v1/x\nkind: ConfigMap\nmetadata: {name: a}\n', /^apiVersion: must be/],
     ['a bad kind', 'apiVersion: v1\nkind: "Config Map"\nmetadata: {name: a}\n', /^kind: must be a kind/],
     ['no metadata', 'apiVersion: v1\nkind: ConfigMap\n', /^metadata: /],
+    [
+      'a kustomization',
+      'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [deployment.yaml]\n',
+      /^a Kustomization is kustomize's input, not a Kubernetes object \(kubectl apply -f refuses it too\): keep it out of the manifests directory$/,
+    ],
     ['no name', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: a-}\n', /^metadata\.name: /],
     ['a numeric name', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 123}\n', /^metadata\.name: .*string/],
     ['an upper-case name', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Web}\n', /^metadata\.name: must be a DNS subdomain name$/],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorsBody, TagsList, TokenResponse } from '../../src/registry/client.js';
+import { ErrorsBody, TagsList, TokenResponse } from '../../src/registry/schemas.js';
 import { nextLink, parseLinkHeader, parseWwwAuthenticate } from '../../src/registry/headers.js';
 
 describe('parseWwwAuthenticate', () => {

@@ -1,0 +1,154 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANSWER_LIMITS } from '../../src/registry/transport.js';
+import { basic, serviceRepo } from '../e2e/setup.js';
+import { ground } from '../env/ground.js';
+import { deploymentYaml } from '../env/manifests.js';
+import { freePort, waitForUrl } from '../env/processes.js';
+import { HUGE, startHostileRegistry, stream, type Hostile } from './hostile-registry.js';
+
+/**
+ * The registry bounds seen from outside, in the deployer's own process (`src/main.ts` through tsx, as the load test
+ * runs it) so that its peak memory is its own: a read token's `GET /:service/tags` against a registry that answers
+ * 400 MB tag lists (three at once took the process to 1.75 GB before), and against one that redirects to another
+ * host (whose body was echoed in the answer).
+ */
+
+const SECRET = 'reader-secret-bounds-0123456789';
+const auth = basic('reader', SECRET);
+const MiB = 1024 * 1024;
+/** The pod's memory limit is 512 Mi; the hardening target leaves room below it. */
+const PEAK_TARGET = 400 * MiB;
+/** Three tags lists of at most 8 MiB each, with their parsed copies: well below one offered body. */
+const GROWTH_BOUND = 150 * MiB;
+
+function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  if (kb === undefined) throw new Error(`no ${field} for ${pid}`);
+  return Number(kb) * 1024;
+}
+
+describe("a read token's GET /:service/tags against a hostile registry, in the deployer's process", () => {
+  let child: ChildProcess;
+  let url = '';
+  let dir = '';
+  let output = '';
+  let huge: Hostile;
+  let redirecting: Hostile;
+  let elsewhere: Hostile;
+  let bigService = '';
+  let movedService = '';
+
+  beforeAll(async () => {
+    huge = await startHostileRegistry((_req, res, sent) => {
+      sent(stream(res, { total: HUGE, chunk: Buffer.from('"t-xxxxxxxx",'.repeat(5000)), prefix: '{"tags":[' }));
+    });
+    elsewhere = await startHostileRegistry((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"tags":["SECRET-FROM-ELSEWHERE"]}');
+    });
+    redirecting = await startHostileRegistry((_req, res) => {
+      res.writeHead(302, { location: `${elsewhere.origin}/latest/meta-data` });
+      res.end();
+    });
+    const big = await serviceRepo('bounds', [
+      { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'app', image: `${huge.host}/team/app`, port: false }) } },
+    ]);
+    const moved = await serviceRepo('moved', [
+      { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'app', image: `${redirecting.host}/team/app`, port: false }) } },
+    ]);
+    bigService = big.name;
+    movedService = moved.name;
+
+    dir = mkdtempSync(join(tmpdir(), 'hardening-registry-'));
+    const port = await freePort();
+    const config = {
+      logLevel: 'info',
+      listen: { host: '127.0.0.1', port },
+      tokens: { reader: { secret: { value: SECRET }, services: ['*'], actions: ['read'] } },
+      services: {
+        [big.name]: { repository: big.repository, namespace: 'default' },
+        [moved.name]: { repository: moved.repository, namespace: 'default' },
+      },
+      registries: { [huge.host]: { insecure: true }, [redirecting.host]: { insecure: true } },
+      kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
+      cache: { dir: join(dir, 'cache') },
+    };
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: process.cwd(),
+      env: { ...process.env, DEPLOYER_CONFIG: file },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    url = `http://127.0.0.1:${port}`;
+    await waitForUrl(`${url}/healthz`, { what: 'the deployer child process', timeoutMs: 60_000 });
+  });
+
+  afterAll(async () => {
+    if (child?.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await Promise.all([huge, redirecting, elsewhere].map((s) => s?.close()));
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+  });
+
+  const tags = async (service: string): Promise<{ status: number; text: string; body: Record<string, unknown> }> => {
+    const res = await fetch(`${url}/${service}/tags`, { headers: { authorization: auth } });
+    const text = await res.text();
+    return { status: res.status, text, body: JSON.parse(text) as Record<string, unknown> };
+  };
+
+  it('three 400 MB tag lists at once: each a 502 naming the registry and the limit; peak RSS stays below 400 MiB', async () => {
+    const pid = child.pid ?? 0;
+    const before = statusField(pid, 'VmHWM');
+    const answers = await Promise.all([tags(bigService), tags(bigService), tags(bigService)]);
+
+    for (const answer of answers) {
+      expect(answer.status, answer.text).toBe(502);
+      expect(answer.body).toMatchObject({
+        error: `registry ${huge.host} answered more than 8 MiB for the tags list of ${huge.host}/team/app`,
+        system: 'registry',
+        limitBytes: ANSWER_LIMITS.tags,
+      });
+    }
+    // Every answer was cut off near the limit, not read to its 400 MB.
+    await Promise.all(huge.answers.map((a) => a.closed));
+    expect(huge.answers).toHaveLength(3);
+    for (const a of huge.answers) expect(a.written).toBeLessThan(ANSWER_LIMITS.tags + 32 * MiB);
+    const peak = statusField(pid, 'VmHWM');
+    console.info(
+      `registry bounds: peak RSS ${(before / MiB).toFixed(0)} MiB before, ${(peak / MiB).toFixed(0)} MiB after; ` +
+        `now ${(statusField(pid, 'VmRSS') / MiB).toFixed(0)} MiB`,
+    );
+    expect(peak).toBeLessThan(PEAK_TARGET);
+    // Three bounded lists in flight, not three bodies of 400 MB (which took it past 1.7 GB).
+    expect(peak - before).toBeLessThan(GROWTH_BOUND);
+    expect(child.exitCode).toBeNull();
+  });
+
+  it('a redirect to another host: 502 naming the redirect, nothing asked of that host, nothing of its body shown', async () => {
+    const answer = await tags(movedService);
+
+    expect(answer.status, answer.text).toBe(502);
+    expect(answer.body['error']).toBe(
+      `registry ${redirecting.host} redirected GET /v2/team/app/tags/list to another host (${elsewhere.origin}); ` +
+        `the deployer follows redirects only within ${redirecting.origin}`,
+    );
+    expect(answer.text).not.toContain('SECRET');
+    expect(elsewhere.requests).toEqual([]);
+  });
+
+  it('the child logged no secret and lived', () => {
+    expect(output).not.toContain(SECRET);
+    expect(output).not.toContain('SECRET-FROM-ELSEWHERE');
+    expect(child.exitCode).toBeNull();
+  });
+});
