@@ -536,7 +536,7 @@ async function main(): Promise<void> {
       const svc = find('Service', c.name);
       const ok =
         last !== undefined &&
-        dep?.metadata.annotations?.['deployer.io/commit'] === last.sha &&
+        dep?.metadata.annotations?.['deployer.internal/commit'] === last.sha &&
         (dep.spec?.template?.spec.containers[0]?.image ?? '').startsWith(`${c.image}:${tagOf(last.sha)}@sha256:`) &&
         cm?.data?.['value'] === last.value &&
         svc !== undefined;

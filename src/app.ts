@@ -30,7 +30,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   if (config.insecureNoAuth) {
     logger.child({ module: 'app' }).warn('insecureNoAuth is set: every request is allowed without a token (demos only)');
   }
-  const app = createHttpServer({ logger, limits: config.http });
+  const app = createHttpServer({ logger, limits: config.http, version: deps.version });
   registerRoutes(app, { config, deployer: deps.deployer, version: deps.version });
   const ready = readinessCheck({ cacheDir: config.cache.dir, apiserver: deps.apiserver, logger });
   registerOpsRoutes(app, { config, ready, metrics: deps.metrics });

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config/load.js';
+import { keysFor } from './core/keys.js';
 import { Deployer } from './deploy/deployer.js';
 import { deployerNamespace, holderIdentity, LeaseLock } from './deploy/lease.js';
 import { DeployLock } from './deploy/lock.js';
@@ -38,7 +39,7 @@ export interface Wired {
  */
 export function wire(options: WireOptions): Wired {
   const { config, logger, version } = options;
-  const metrics = new Metrics();
+  const metrics = new Metrics({ version });
   const timeoutMs = config.versions.remoteTimeoutSeconds * 1000;
   const kube = new Kubernetes({
     kubeconfig: config.kubernetes.kubeconfig,
@@ -57,6 +58,7 @@ export function wire(options: WireOptions): Wired {
   });
   const deployer = new Deployer({
     config,
+    keys: keysFor({ domain: config.labels.domain, trackLabel: config.labels.track }),
     logger,
     source: timed(createSource({ cacheDir: config.cache.dir, timeoutMs, logger }), metrics, sourceSystemOf),
     registry: timed(new RegistryClient({ credentials: config.registries, timeoutMs, logger }), metrics, 'registry'),

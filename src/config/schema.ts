@@ -177,6 +177,25 @@ export const FileConfig = z.strictObject({
       serviceLabel: z.string().min(1).default('service'),
     })
     .prefault({}),
+  /** The keys of the labels and annotations the deployer writes on what it applies (src/core/keys.ts). */
+  labels: z
+    .strictObject({
+      /**
+       * The DNS domain of the deployer's own keys (`DOMAIN/service`, `DOMAIN/tag`, ...). Objects written under the
+       * keys of an earlier release (`deployer.io/...`) are still read.
+       */
+      domain: z
+        .string()
+        .max(253)
+        .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'a DNS subdomain (lower-case, dots)')
+        .default('deployer.internal'),
+      /** The thesis' `track=stable|canary` label, which monitoring queries select on. */
+      track: z
+        .string()
+        .regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, 'a label key ([PREFIX/]NAME)')
+        .default('track'),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       /** Whether `GET /metrics` needs a token (any configured token); Prometheus scrapes without one by default. */

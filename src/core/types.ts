@@ -42,6 +42,11 @@ export type Track = 'stable' | 'canary';
 export interface Caller {
   readonly token: string;
   readonly userAgent?: string | undefined;
+  /**
+   * Who runs the client, as the client claims it (depctl's `Executor` header: the OS user or git's user.email),
+   * cleaned and bounded. Recorded, never trusted: the token is the authority.
+   */
+  readonly executor?: string | undefined;
 }
 
 export type DeployOutcome = 'success' | 'failure';
@@ -61,6 +66,13 @@ export interface DeployEvent {
   readonly deletions?: number | undefined;
   readonly caller: Caller;
   readonly requestId: string;
+  /** ISO 8601: when the deployed commit was made (its commit facts), for the lead time of a stable deploy. */
+  readonly committedAt?: string | undefined;
+  /**
+   * ISO 8601, on a rollback: since when the version it removed or replaced ran (the bad canary's or stable's
+   * deploy time), for the time to restore.
+   */
+  readonly failingSince?: string | undefined;
   /** On failure: what the caller was answered (the error's class, its safe message and the HTTP status). */
   readonly error?: { readonly name: string; readonly message: string; readonly status: number } | undefined;
 }

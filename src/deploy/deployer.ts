@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
+import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Reporter, Source } from '../core/ports.js';
 import type { CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
 import { ConflictError, DeployerError } from '../errors.js';
@@ -14,6 +15,8 @@ import { awaitVerdict, rolloutTargets, type Verdict } from './verdict.js';
 
 export interface DeployerDeps {
   readonly config: Pick<Config, 'versions' | 'deploy'>;
+  /** The label and annotation keys (src/core/keys.ts), built from the configuration. */
+  readonly keys: Keys;
   readonly logger: Logger;
   readonly source: Source;
   readonly registry: Registry;
@@ -32,7 +35,14 @@ export interface DeployerDeps {
 interface Reportable<T> {
   readonly answer: T;
   /** Undefined: nothing was done, so there is no event line (a rollback with nothing to roll back). */
-  readonly event?: { readonly commit?: string | undefined; readonly tag?: string | undefined; readonly facts?: Promise<CommitFacts | undefined> } | undefined;
+  readonly event?:
+    | {
+        readonly commit?: string | undefined;
+        readonly tag?: string | undefined;
+        readonly facts?: Promise<CommitFacts | undefined>;
+        readonly failingSince?: string | undefined;
+      }
+    | undefined;
 }
 
 /** What every request reports: its service, kind, caller and the version it asked for. */
@@ -61,7 +71,7 @@ export class Deployer implements DeployService {
     this.#deps = deps;
     this.#log = deps.logger.child({ module: 'deploy' });
     this.#now = deps.now ?? Date.now;
-    this.#pipeline = { config: deps.config, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
+    this.#pipeline = { config: deps.config, keys: deps.keys, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
   }
 
   deploy(request: DeployRequest): Promise<DeployResult> {
@@ -86,7 +96,8 @@ export class Deployer implements DeployService {
   }
 
   async state(service: ServiceConfig): Promise<DeploymentState[]> {
-    return serviceState(await serviceDeployments(this.#deps.live, service), this.#now());
+    const { keys, live } = this.#deps;
+    return serviceState(keys, await serviceDeployments(keys, live, service), this.#now());
   }
 
   async tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {
@@ -134,7 +145,7 @@ export class Deployer implements DeployService {
     const started = performance.now();
     return this.#reported(request, { notifyConflicts: false }, async () => {
       const done = await this.#deps.lock.exclusive(service, requestId, (deadline) =>
-        flow({ live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, within(deadline)) }),
+        flow({ keys: this.#deps.keys, live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, within(deadline)) }),
       );
       const answer: FlowResult = { ...done.result, service: service.name, kind: request.kind === 'promote' ? 'promote' : 'rollback', durationMs: Math.round(performance.now() - started) };
       if (done.result.outcome === 'nothing-to-roll-back') {
@@ -142,7 +153,7 @@ export class Deployer implements DeployService {
         return { answer };
       }
       const version = done.deployed ?? done.removed;
-      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts } };
+      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts, failingSince: done.failingSince } };
     });
   }
 
@@ -169,6 +180,8 @@ export class Deployer implements DeployService {
           author: facts?.author,
           insertions: facts?.insertions,
           deletions: facts?.deletions,
+          committedAt: facts?.date,
+          failingSince: event.failingSince,
         });
       }
       return answer;

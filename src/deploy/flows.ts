@@ -1,3 +1,4 @@
+import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader } from '../core/ports.js';
 import type { LiveDeployment, ObjectResult } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
@@ -18,9 +19,12 @@ export interface FlowDone {
   readonly deployed?: DeployRun | undefined;
   /** The version the event line names when nothing was deployed (the canary that was removed). */
   readonly removed?: LiveVersion | undefined;
+  /** A rollback's: since when the version it removed or replaced ran (for the time to restore). */
+  readonly failingSince?: string | undefined;
 }
 
 export interface FlowDeps {
+  readonly keys: Keys;
   readonly live: LiveReader;
   readonly cluster: Pick<Cluster, 'deleteDeployments'>;
   readonly now: () => number;
@@ -43,19 +47,19 @@ function isVersion(version: LiveVersion, wanted: { commit?: string | undefined; 
 }
 
 /** Whether every versioned stable Deployment runs the version a request names. */
-function runsVersion(stables: readonly LiveDeployment[], wanted: { commit?: string | undefined; tag?: string | undefined }): boolean {
-  const versions = stables.map(versionOf).filter((v): v is LiveVersion => v !== undefined);
+function runsVersion(keys: Keys, stables: readonly LiveDeployment[], wanted: { commit?: string | undefined; tag?: string | undefined }): boolean {
+  const versions = stables.map((d) => versionOf(keys, d)).filter((v): v is LiveVersion => v !== undefined);
   if (versions.length === 0) return false;
   return versions.every((v) => isVersion(v, wanted));
 }
 
 /** The canary deployed last, with its version; canaries of one deploy share one. */
-function newestCanary(canaries: readonly LiveDeployment[]): { deployment: LiveDeployment; version: LiveVersion } | undefined {
+function newestCanary(keys: Keys, canaries: readonly LiveDeployment[]): { deployment: LiveDeployment; version: LiveVersion } | undefined {
   let newest: { deployment: LiveDeployment; version: LiveVersion; at: string } | undefined;
   for (const deployment of canaries) {
-    const version = versionOf(deployment);
+    const version = versionOf(keys, deployment);
     if (version === undefined) continue;
-    const at = canaryDeployedAt(deployment) ?? '';
+    const at = canaryDeployedAt(keys, deployment) ?? '';
     if (newest === undefined || at > newest.at) newest = { deployment, version, at };
   }
   return newest;
@@ -82,22 +86,23 @@ async function deleteCanaries(deps: FlowDeps, canaries: readonly LiveDeployment[
  */
 export async function rollback(deps: FlowDeps, request: RollbackRequest): Promise<FlowDone> {
   const { service } = request;
-  const deployments = await serviceDeployments(deps.live, service);
-  const canaries = deployments.filter(isCanary);
-  const stables = deployments.filter((d) => !isCanary(d));
-  const canary = newestCanary(canaries)?.version;
-  const stable = stables.map(versionOf).find((v) => v !== undefined);
+  const { keys } = deps;
+  const deployments = await serviceDeployments(keys, deps.live, service);
+  const canaries = deployments.filter((d) => isCanary(keys, d));
+  const stables = deployments.filter((d) => !isCanary(keys, d));
+  const canary = newestCanary(keys, canaries)?.version;
+  const stable = stables.map((d) => versionOf(keys, d)).find((v) => v !== undefined);
   const stays = stable === undefined ? {} : { commit: stable.commit, tag: stable.tag };
 
   let target: { commit?: string | undefined; tag?: string | undefined; digests?: Readonly<Record<string, string>> } | undefined;
-  const previous = stables.map((d) => previousOf(d.annotations)).find((v) => v !== undefined);
+  const previous = stables.map((d) => previousOf(keys, d.annotations)).find((v) => v !== undefined);
   if (request.to === 'previous') {
     target = previous === undefined ? undefined : { commit: previous.commit, tag: previous.tag, digests: previous.digests };
   } else if (request.commit !== undefined || request.tag !== undefined) {
     target = { commit: request.commit, tag: request.tag };
   }
   // A version that runs already needs no deploy: a monitor sending the stable commit again changes nothing.
-  const running = target !== undefined && request.to !== 'previous' && runsVersion(stables, target);
+  const running = target !== undefined && request.to !== 'previous' && runsVersion(keys, stables, target);
   // A rollback moves a service back to a version it ran; any other version is a deploy, and needs its scope.
   if (target !== undefined && request.to !== 'previous' && !running && !request.mayDeploy && (previous === undefined || !isVersion(previous, target))) {
     const { token } = request.caller;
@@ -137,6 +142,7 @@ export async function rollback(deps: FlowDeps, request: RollbackRequest): Promis
       },
       // The event line names the version that was rolled back.
       removed: canary,
+      failingSince: canary?.deployedAt,
     };
   }
 
@@ -160,19 +166,22 @@ export async function rollback(deps: FlowDeps, request: RollbackRequest): Promis
       objects: [...removed, ...deployed.objects],
     },
     deployed,
+    // The bad version was the canary, if one ran, else the stable version this rollback replaced.
+    failingSince: canary?.deployedAt ?? stable?.deployedAt,
   };
 }
 
 /** Deploys the running canary's exact version as stable, which removes the canary; 409 when none runs. */
 export async function promote(deps: FlowDeps, request: PromoteRequest): Promise<FlowDone> {
   const { service } = request;
-  const canaries = (await serviceDeployments(deps.live, service)).filter(isCanary);
-  const newest = newestCanary(canaries);
+  const { keys } = deps;
+  const canaries = (await serviceDeployments(keys, deps.live, service)).filter((d) => isCanary(keys, d));
+  const newest = newestCanary(keys, canaries);
   // The thesis' scheduled job promotes "in case the new version still exists ... and was not rolled back".
   if (newest === undefined) throw new ConflictError(`no canary of ${service.name} to promote`, { detail: { service: service.name } });
   const { version } = newest;
   if (request.minAgeSeconds !== undefined) {
-    const age = ageSeconds(canaryDeployedAt(newest.deployment), deps.now()) ?? 0;
+    const age = ageSeconds(canaryDeployedAt(keys, newest.deployment), deps.now()) ?? 0;
     if (age < request.minAgeSeconds) {
       throw new ConflictError(
         `the canary of ${service.name} (${version.tag}) is ${formatAge(age)} old, younger than ${formatAge(request.minAgeSeconds)}: not promoted`,

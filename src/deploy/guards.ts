@@ -1,5 +1,5 @@
 import type { ServiceConfig } from '../config/load.js';
-import { SERVICE_ANNOTATION } from '../core/keys.js';
+import type { Keys } from '../core/keys.js';
 import type { Cluster } from '../core/ports.js';
 import type { KubeObject, ObjectFailure } from '../core/types.js';
 import { ConflictError, ManifestError } from '../errors.js';
@@ -87,10 +87,14 @@ export function refuseDuplicates(objects: readonly KubeObject[]): void {
  * its stable Deployment's: a service may not put a canary next to another service's Deployment (422, a name that
  * collides).
  */
-export async function refuseForeign(cluster: Pick<Cluster, 'liveAnnotations'>, service: ServiceConfig, objects: readonly KubeObject[]): Promise<void> {
+export async function refuseForeign(
+  deps: { readonly cluster: Pick<Cluster, 'liveAnnotations'>; readonly keys: Keys },
+  service: ServiceConfig,
+  objects: readonly KubeObject[],
+): Promise<void> {
   const canaries = objects.filter((o) => o.kind === 'Deployment' && o.metadata.name.endsWith(CANARY_SUFFIX));
   const stables = canaries.map((o) => ({ ...o, metadata: { name: o.metadata.name.slice(0, -CANARY_SUFFIX.length), namespace: o.metadata.namespace } }));
-  const owners = await cluster.liveAnnotations([...objects, ...stables], SERVICE_ANNOTATION);
+  const owners = await ownersOf(deps, [...objects, ...stables]);
   const foreignOf = (i: number): string | undefined => {
     const owner = owners[i];
     return owner === undefined || owner === service.name ? undefined : owner;
@@ -118,4 +122,23 @@ export async function refuseForeign(cluster: Pick<Cluster, 'liveAnnotations'>, s
   if (foreign.length > 0) {
     throw new ConflictError(`${foreign.map((f) => f.reason).join('; ')}; nothing was applied`, { detail: { failures: foreign } });
   }
+}
+
+/** The service that deployed each object, by its annotation under the configured keys, else the old ones. */
+export async function ownersOf(
+  deps: { readonly cluster: Pick<Cluster, 'liveAnnotations'>; readonly keys: Keys },
+  objects: readonly KubeObject[],
+): Promise<(string | undefined)[]> {
+  const { keys, cluster } = deps;
+  const owners = await cluster.liveAnnotations([...objects], keys.serviceAnnotation);
+  if (keys.legacy === undefined || keys.legacy.serviceAnnotation === keys.serviceAnnotation) return owners;
+  const missing = owners.flatMap((owner, i) => (owner === undefined ? [i] : []));
+  if (missing.length === 0) return owners;
+  const legacy = await cluster.liveAnnotations(
+    missing.map((i) => objects[i] as KubeObject),
+    keys.legacy.serviceAnnotation,
+  );
+  const out = [...owners];
+  missing.forEach((i, j) => (out[i] = legacy[j]));
+  return out;
 }

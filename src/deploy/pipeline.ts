@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
-import { SERVICE_ANNOTATION } from '../core/keys.js';
+import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
 import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
-import { refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
+import { ownersOf, refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
 import { withApiDefaults } from './defaults.js';
 import type { Hold } from './lock.js';
@@ -26,6 +26,8 @@ import { refOf, versionAt, type ResolvedVersion } from './versions.js';
  */
 export interface PipelineDeps {
   readonly config: Pick<Config, 'versions' | 'deploy'>;
+  /** The label and annotation keys (src/core/keys.ts), built from the configuration. */
+  readonly keys: Keys;
   readonly source: Source;
   readonly registry: Registry;
   readonly cluster: Cluster;
@@ -66,7 +68,7 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
   const read = admit(deps, await readManifests(deps, located));
   const versioned = await resolveVersion(deps, read);
   const placed = await place(deps, versioned);
-  const rewritten = rewriteFor(placed);
+  const rewritten = rewriteFor(deps.keys, placed);
   return hold(async (deadline) => {
     const remembered = await rememberPrevious(deps, rewritten);
     deadline.check('the ownership check');
@@ -151,7 +153,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
 }
 
 /** The thesis' rewrite (rewrite.ts), with the API's defaults, in apply order, each object marked as the service's own. */
-function rewriteFor(plan: Versioned): Versioned {
+function rewriteFor(keys: Keys, plan: Versioned): Versioned {
   const { service, version, request } = plan;
   const rewritten = rewrite(plan.objects, {
     track: plan.track,
@@ -159,13 +161,15 @@ function rewriteFor(plan: Versioned): Versioned {
     commit: version.commit,
     digests: version.digests,
     caller: request.caller.token,
+    executor: request.caller.executor,
     requestId: request.requestId,
     namespace: service.namespace,
     now: new Date().toISOString(),
     service: service.name,
+    keys,
   });
   // Defaults server-side apply needs before Kubernetes 1.21 (defaults.ts): only what is sent changes.
-  const objects = applyOrder(withApiDefaults(rewritten)).map((o) => ownedBy(o, service.name));
+  const objects = applyOrder(withApiDefaults(rewritten)).map((o) => ownedBy(keys, o, service.name));
   if (objects.length === 0) {
     throw new ManifestError(
       plan.track === 'canary'
@@ -179,12 +183,12 @@ function rewriteFor(plan: Versioned): Versioned {
 /** Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it. */
 async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   if (plan.track !== 'stable') return plan;
-  return { ...plan, objects: await recordPrevious(deps.live, plan.objects, plan.request.kind, plan.version) };
+  return { ...plan, objects: await recordPrevious(deps.keys, deps.live, plan.objects, plan.request.kind, plan.version) };
 }
 
 /** Refuses objects of other services, and canaries next to their Deployments (guards.ts). */
 async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
-  await refuseForeign(deps.cluster, plan.service, plan.objects);
+  await refuseForeign(deps, plan.service, plan.objects);
   return plan;
 }
 
@@ -225,7 +229,7 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
       metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
     }));
   if (candidates.length === 0) return [];
-  const owners = await deps.cluster.liveAnnotations(candidates, SERVICE_ANNOTATION);
+  const owners = await ownersOf(deps, candidates);
   const byNamespace = new Map<string, string[]>();
   candidates.forEach((c, i) => {
     if (owners[i] !== service.name) return;
@@ -243,6 +247,11 @@ export async function manifestsAt(source: Source, service: ServiceConfig, commit
   return parseManifests(files, service.manifestsDir).map((m) => m.object);
 }
 
-function ownedBy(object: KubeObject, service: string): KubeObject {
-  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [SERVICE_ANNOTATION]: service } } };
+function ownedBy(keys: Keys, object: KubeObject, service: string): KubeObject {
+  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata.annotations, [keys.serviceAnnotation]: service } } };
 }
+
+/**
+ * The service that deployed each object's live counterpart, by the ownership annotation; for objects without it,
+ * by the one an earlier release wrote (read only for those, so a cluster deployed by this release costs no more).
+ */

@@ -1,9 +1,8 @@
 import { InputError, ManifestError } from '../errors.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
 import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './pod-template.js';
-import { ANNOTATIONS, CANARY_OF_LABEL, ENV, SERVICE_LABEL, TAG_LABEL, TRACK_LABEL } from '../core/keys.js';
-import type { Track } from '../core/types.js';
-import type { KubeObject } from '../core/types.js';
+import { ENV, MANAGED_BY, MANAGED_BY_LABEL, VERSION_LABEL, type Keys } from '../core/keys.js';
+import type { KubeObject, Track } from '../core/types.js';
 
 export interface RewriteOptions {
   readonly track: Track;
@@ -15,13 +14,17 @@ export interface RewriteOptions {
   readonly digests: Readonly<Record<string, string>>;
   /** The token name of the caller. */
   readonly caller: string;
+  /** Who ran depctl, as the caller claims it (already cleaned); not written when undefined. */
+  readonly executor?: string | undefined;
   readonly requestId: string;
   /** ISO 8601 time of the deploy; default now. */
   readonly now?: string | undefined;
   /** The service's namespace. Not used here: putting objects into namespaces is the engine's step, before this. */
   readonly namespace?: string | undefined;
-  /** The service's name: when given, every object returned gets the label SERVICE_LABEL with it. */
+  /** The service's name: when given, every object returned gets the service label with it, and `managed-by`. */
   readonly service?: string | undefined;
+  /** The label and annotation keys to write (src/core/keys.ts). */
+  readonly keys: Keys;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -63,7 +66,8 @@ export function rewrite(objects: readonly KubeObject[], opts: RewriteOptions): K
   }
   // Object metadata only, never a pod template: a label there would restart the pods of an unversioned workload.
   if (opts.service !== undefined) {
-    for (const object of out) setStrings(object, object.metadata, 'labels', { [SERVICE_LABEL]: opts.service });
+    const owned = { [opts.keys.serviceLabel]: opts.service, [MANAGED_BY_LABEL]: MANAGED_BY };
+    for (const object of out) setStrings(object, object.metadata, 'labels', owned);
   }
   return out;
 }
@@ -92,13 +96,17 @@ function tagImages(object: KubeObject, template: Record<string, unknown>, opts: 
 
 /** Labels, annotations and environment of a versioned workload and its pod template. */
 function stamp(object: KubeObject, template: Record<string, unknown>, opts: RewriteOptions, now: string): void {
+  const { keys } = opts;
+  const labelTag = isLabelValue(opts.tag) ? opts.tag : undefined;
   const labels: Record<string, string | undefined> = {
-    [TRACK_LABEL]: opts.track,
+    [keys.trackLabel]: opts.track,
     // A tag that is no valid label value (longer than 63, or starting with `_`) is only in the annotation; a `tag`
     // label left from the manifest would then name a wrong version, so it goes.
-    [TAG_LABEL]: isLabelValue(opts.tag) ? opts.tag : undefined,
+    [keys.tagLabel]: labelTag,
+    [VERSION_LABEL]: labelTag,
   };
-  const version = { [ANNOTATIONS.tag]: opts.tag, [ANNOTATIONS.commit]: opts.commit, [ANNOTATIONS.track]: opts.track };
+  const a = keys.annotations;
+  const version = { [a.tag]: opts.tag, [a.commit]: opts.commit, [a.track]: opts.track };
 
   // The pod template gets only what the version determines. A changed template rolls every pod (and a Job's
   // template cannot change at all), so per-request data (caller, request id, time) there would restart all pods
@@ -110,9 +118,10 @@ function stamp(object: KubeObject, template: Record<string, unknown>, opts: Rewr
   setStrings(object, object.metadata, 'labels', labels);
   setStrings(object, object.metadata, 'annotations', {
     ...version,
-    [ANNOTATIONS.caller]: opts.caller,
-    [ANNOTATIONS.requestId]: opts.requestId,
-    [ANNOTATIONS.deployedAt]: now,
+    [a.caller]: opts.caller,
+    [a.executor]: opts.executor,
+    [a.requestId]: opts.requestId,
+    [a.deployedAt]: now,
   });
 
   // A running pod's containers cannot change except their image, so a bare Pod gets no environment: setting it
@@ -150,13 +159,13 @@ function toCanary(object: KubeObject, template: Record<string, unknown>, opts: R
   stamp(object, template, opts, now);
   object.metadata.name = name;
   // A label value holds at most 63 characters; a longer name is still found by the canary's name.
-  if (isLabelValue(stable)) setStrings(object, object.metadata, 'labels', { [CANARY_OF_LABEL]: stable });
+  if (isLabelValue(stable)) setStrings(object, object.metadata, 'labels', { [opts.keys.canaryOfLabel]: stable });
   spec['replicas'] = 1;
-  setStrings(object, selector, 'matchLabels', { [TRACK_LABEL]: 'canary' });
+  setStrings(object, selector, 'matchLabels', { [opts.keys.trackLabel]: 'canary' });
   // An expression on `track` (say `track In (stable)`) would not match the canary's own pods.
   if (Array.isArray(selector['matchExpressions'])) {
     selector['matchExpressions'] = selector['matchExpressions'].filter(
-      (e: unknown) => asRecord(e)?.['key'] !== TRACK_LABEL,
+      (e: unknown) => asRecord(e)?.['key'] !== opts.keys.trackLabel,
     );
   }
   return object;

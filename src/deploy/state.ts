@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ServiceConfig } from '../config/load.js';
 import { InputError } from '../errors.js';
 import { nameOf, parseImageRef } from '../registry/image-ref.js';
-import { ANNOTATIONS, CANARY_OF_LABEL, PREVIOUS, SERVICE_LABEL, TRACK_LABEL } from '../core/keys.js';
+import { readKey, type Keys } from '../core/keys.js';
 import { canaryName } from './rewrite.js';
 import type { DeployKind, KubeObject, LiveDeployment } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
@@ -10,7 +10,8 @@ import type { LiveReader } from '../core/ports.js';
 /**
  * The service's state as the cluster holds it (issue "used-by flows"): the deployer stores nothing, so the version
  * of every Deployment is read back from the annotations its rewrite wrote, and the last-known-good stable version,
- * which a rollback after a bad promotion needs, is written by every stable deploy as `deployer.io/previous-*`.
+ * which a rollback after a bad promotion needs, is written by every stable deploy as `DOMAIN/previous-*`. Every read takes the keys (src/core/keys.ts) and
+ * falls back to those an earlier release wrote.
  */
 
 /** A version as read back from the cluster. */
@@ -23,6 +24,8 @@ export interface LiveVersion {
   readonly digest?: string | undefined;
   /** The token name of whoever deployed it. */
   readonly deployedBy?: string | undefined;
+  /** Who ran depctl, as that caller claimed it. */
+  readonly executor?: string | undefined;
   /** ISO 8601. */
   readonly deployedAt?: string | undefined;
   readonly requestId?: string | undefined;
@@ -64,9 +67,10 @@ export interface DeploymentState {
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const Digests = z.record(z.string(), z.string().regex(DIGEST));
 
-/** The label selector of the objects the deployer applied for `service`. */
-export function serviceSelector(service: string): string {
-  return `${SERVICE_LABEL}=${service}`;
+/** The label selectors of the objects the deployer applied for `service`: this release's, then an earlier one's. */
+export function serviceSelectors(keys: Keys, service: string): string[] {
+  const labels = [keys.serviceLabel, ...(keys.legacy === undefined ? [] : [keys.legacy.serviceLabel])];
+  return [...new Set(labels)].map((label) => `${label}=${service}`);
 }
 
 /** The namespaces a service's objects may live in. */
@@ -75,22 +79,24 @@ export function serviceNamespaces(service: ServiceConfig): string[] {
 }
 
 /** Every Deployment the deployer applied for the service, in its namespaces. */
-export async function serviceDeployments(live: LiveReader, service: ServiceConfig): Promise<LiveDeployment[]> {
+export async function serviceDeployments(keys: Keys, live: LiveReader, service: ServiceConfig): Promise<LiveDeployment[]> {
+  // A label selector cannot say "this label or that one": one list per selector, each Deployment once.
   const lists = await Promise.all(
-    serviceNamespaces(service).map((ns) => live.listDeployments(ns, serviceSelector(service.name))),
+    serviceNamespaces(service).flatMap((ns) => serviceSelectors(keys, service.name).map((selector) => live.listDeployments(ns, selector))),
   );
-  return lists.flat().sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+  const unique = new Map(lists.flat().map((d) => [`${d.namespace}/${d.name}`, d]));
+  return [...unique.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }
 
-export function isCanary(d: LiveDeployment): boolean {
-  const track = d.annotations[ANNOTATIONS.track] ?? d.labels[TRACK_LABEL];
-  return track === 'canary' || d.labels[CANARY_OF_LABEL] !== undefined;
+export function isCanary(keys: Keys, d: LiveDeployment): boolean {
+  const track = readKey(keys, d.annotations, (k) => k.annotations.track) ?? readKey(keys, d.labels, (k) => k.trackLabel);
+  return track === 'canary' || readKey(keys, d.labels, (k) => k.canaryOfLabel) !== undefined;
 }
 
 /** The name of the stable Deployment a canary stands beside. */
-export function stableNameOf(d: LiveDeployment): string {
-  if (!isCanary(d)) return d.name;
-  const of = d.labels[CANARY_OF_LABEL];
+export function stableNameOf(keys: Keys, d: LiveDeployment): string {
+  if (!isCanary(keys, d)) return d.name;
+  const of = readKey(keys, d.labels, (k) => k.canaryOfLabel);
   if (of !== undefined) return of;
   const suffix = canaryName('');
   return d.name.endsWith(suffix) ? d.name.slice(0, -suffix.length) : d.name;
@@ -117,33 +123,43 @@ function withDigest(version: Omit<LiveVersion, 'digest'>): LiveVersion {
 }
 
 /** The version the deployer wrote on a Deployment; undefined for one it did not version. */
-export function versionOf(d: LiveDeployment): LiveVersion | undefined {
-  const tag = d.annotations[ANNOTATIONS.tag];
-  const commit = d.annotations[ANNOTATIONS.commit];
+export function versionOf(keys: Keys, d: LiveDeployment): LiveVersion | undefined {
+  const read = (pick: (k: Keys) => string): string | undefined => readKey(keys, d.annotations, pick);
+  const tag = read((k) => k.annotations.tag);
+  const commit = read((k) => k.annotations.commit);
   if (tag === undefined || commit === undefined) return undefined;
   return withDigest({
     tag,
     commit,
     digests: digestsOf(d.images, tag),
-    deployedBy: d.annotations[ANNOTATIONS.caller],
-    deployedAt: d.annotations[ANNOTATIONS.deployedAt],
-    requestId: d.annotations[ANNOTATIONS.requestId],
+    deployedBy: read((k) => k.annotations.caller),
+    executor: read((k) => k.annotations.executor),
+    deployedAt: read((k) => k.annotations.deployedAt),
+    requestId: read((k) => k.annotations.requestId),
   });
 }
 
 /** The last-known-good version recorded on a stable Deployment. */
-export function previousOf(annotations: Readonly<Record<string, string>>): LiveVersion | undefined {
-  const tag = annotations[PREVIOUS.tag];
-  const commit = annotations[PREVIOUS.commit];
+export function previousOf(keys: Keys, annotations: Readonly<Record<string, string>>): LiveVersion | undefined {
+  const read = (pick: (k: Keys) => string): string | undefined => readKey(keys, annotations, pick);
+  const tag = read((k) => k.previous.tag);
+  const commit = read((k) => k.previous.commit);
   if (tag === undefined || commit === undefined) return undefined;
   let digests: Record<string, string> = {};
   try {
-    const parsed = Digests.safeParse(JSON.parse(annotations[PREVIOUS.digests] ?? '{}'));
+    const parsed = Digests.safeParse(JSON.parse(read((k) => k.previous.digests) ?? '{}'));
     if (parsed.success) digests = parsed.data;
   } catch {
     // Someone edited the annotation by hand: deploy by tag, and let the registry name the digest.
   }
-  return withDigest({ tag, commit, digests, deployedBy: annotations[PREVIOUS.caller], deployedAt: annotations[PREVIOUS.deployedAt] });
+  return withDigest({
+    tag,
+    commit,
+    digests,
+    deployedBy: read((k) => k.previous.caller),
+    executor: read((k) => k.previous.executor),
+    deployedAt: read((k) => k.previous.deployedAt),
+  });
 }
 
 /** Whether two versions are the same build: same tag and commit, and the same digests. */
@@ -163,24 +179,22 @@ export function sameVersion(
  * - no live version: nothing.
  */
 export function previousAnnotations(
+  keys: Keys,
   kind: DeployKind,
   live: LiveDeployment | undefined,
   next: { tag: string; commit: string; digests: Readonly<Record<string, string>> },
 ): Record<string, string> {
   if (live === undefined) return {};
-  const current = versionOf(live);
+  const current = versionOf(keys, live);
   if (current === undefined) return {};
-  if (sameVersion(current, next)) {
-    return Object.fromEntries(Object.values(PREVIOUS).flatMap((k) => (live.annotations[k] === undefined ? [] : [[k, live.annotations[k]]])));
-  }
-  if (kind === 'rollback') return {};
-  const out: Record<string, string> = {
-    [PREVIOUS.tag]: current.tag,
-    [PREVIOUS.commit]: current.commit,
-    [PREVIOUS.digests]: JSON.stringify(current.digests),
-  };
-  if (current.deployedBy !== undefined) out[PREVIOUS.caller] = current.deployedBy;
-  if (current.deployedAt !== undefined) out[PREVIOUS.deployedAt] = current.deployedAt;
+  // Kept (a redeploy) or new, the record is written under the current keys, whichever keys it was read from.
+  const record = sameVersion(current, next) ? previousOf(keys, live.annotations) : kind === 'rollback' ? undefined : current;
+  if (record === undefined) return {};
+  const p = keys.previous;
+  const out: Record<string, string> = { [p.tag]: record.tag, [p.commit]: record.commit, [p.digests]: JSON.stringify(record.digests) };
+  if (record.deployedBy !== undefined) out[p.caller] = record.deployedBy;
+  if (record.executor !== undefined) out[p.executor] = record.executor;
+  if (record.deployedAt !== undefined) out[p.deployedAt] = record.deployedAt;
   return out;
 }
 
@@ -189,6 +203,7 @@ export function previousAnnotations(
  * reading each one's live object. Returns copies; other objects pass unchanged.
  */
 export async function recordPrevious(
+  keys: Keys,
   live: Pick<LiveReader, 'getDeployment'>,
   objects: readonly KubeObject[],
   kind: DeployKind,
@@ -197,13 +212,13 @@ export async function recordPrevious(
   return Promise.all(
     objects.map(async (object) => {
       const { metadata } = object;
-      if (object.kind !== 'Deployment' || metadata.annotations?.[ANNOTATIONS.track] !== 'stable' || metadata.namespace === undefined) {
+      if (object.kind !== 'Deployment' || metadata.annotations?.[keys.annotations.track] !== 'stable' || metadata.namespace === undefined) {
         return object;
       }
-      const previous = previousAnnotations(kind, await live.getDeployment(metadata.namespace, metadata.name), next);
+      const previous = previousAnnotations(keys, kind, await live.getDeployment(metadata.namespace, metadata.name), next);
       // The rewrite copied the annotations already; a copy again keeps this function's input untouched too.
       const annotations = { ...metadata.annotations };
-      for (const key of Object.values(PREVIOUS)) delete annotations[key];
+      for (const key of Object.values<string>({ ...keys.previous })) delete annotations[key];
       return { ...object, metadata: { ...metadata, annotations: { ...annotations, ...previous } } };
     }),
   );
@@ -215,8 +230,8 @@ export function replicasOf(d: LiveDeployment): Replicas {
   return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
 }
 
-function trackOf(d: LiveDeployment): TrackState {
-  return { name: d.name, version: versionOf(d), images: d.images, replicas: replicasOf(d) };
+function trackOf(keys: Keys, d: LiveDeployment): TrackState {
+  return { name: d.name, version: versionOf(keys, d), images: d.images, replicas: replicasOf(d) };
 }
 
 /** Time since `iso`, in whole seconds; undefined for a missing or unreadable time. */
@@ -227,18 +242,18 @@ export function ageSeconds(iso: string | undefined, now: number): number | undef
 }
 
 /** When a canary's version was deployed: its annotation, else when the Deployment was created. */
-export function canaryDeployedAt(d: LiveDeployment): string | undefined {
-  return d.annotations[ANNOTATIONS.deployedAt] ?? d.createdAt;
+export function canaryDeployedAt(keys: Keys, d: LiveDeployment): string | undefined {
+  return readKey(keys, d.annotations, (k) => k.annotations.deployedAt) ?? d.createdAt;
 }
 
 /** The service's Deployments paired up: each stable Deployment with its canary and its last-known-good version. */
-export function serviceState(deployments: readonly LiveDeployment[], now: number): DeploymentState[] {
+export function serviceState(keys: Keys, deployments: readonly LiveDeployment[], now: number): DeploymentState[] {
   const entries = new Map<string, { namespace: string; name: string; stable?: LiveDeployment; canary?: LiveDeployment }>();
   for (const d of deployments) {
-    const name = stableNameOf(d);
+    const name = stableNameOf(keys, d);
     const key = `${d.namespace}/${name}`;
     const entry = entries.get(key) ?? { namespace: d.namespace, name };
-    if (isCanary(d)) entry.canary = d;
+    if (isCanary(keys, d)) entry.canary = d;
     else entry.stable = d;
     entries.set(key, entry);
   }
@@ -247,8 +262,8 @@ export function serviceState(deployments: readonly LiveDeployment[], now: number
     .map(({ namespace, name, stable, canary }) => ({
       namespace,
       name,
-      stable: stable === undefined ? undefined : trackOf(stable),
-      canary: canary === undefined ? undefined : { ...trackOf(canary), ageSeconds: ageSeconds(canaryDeployedAt(canary), now) },
-      previous: stable === undefined ? undefined : previousOf(stable.annotations),
+      stable: stable === undefined ? undefined : trackOf(keys, stable),
+      canary: canary === undefined ? undefined : { ...trackOf(keys, canary), ageSeconds: ageSeconds(canaryDeployedAt(keys, canary), now) },
+      previous: stable === undefined ? undefined : previousOf(keys, stable.annotations),
     }));
 }

@@ -4,6 +4,7 @@ import type { Action } from '../config/schema.js';
 import type { DeploymentState } from '../deploy/state.js';
 import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
 import { NotFoundError } from '../errors.js';
+import { executorOf, EXECUTOR_HEADER } from './executor.js';
 import { authenticate, authorizeService, mayAccess, type Principal } from './auth.js';
 import { DeployWaitBody, DeployWaitQuery, fieldOf, registerFlowRoutes, runAndWait, type WithVerdict } from './flow-routes.js';
 import { WaitSlots } from './waits.js';
@@ -12,7 +13,7 @@ import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
 import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
-import type { DeployKind } from '../core/types.js';
+import type { Caller, DeployKind } from '../core/types.js';
 
 export interface RouteDeps {
   readonly config: Config;
@@ -59,6 +60,12 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     return service;
   };
   const principalOf = (request: FastifyRequest): Principal => request.getDecorator<Principal>(PRINCIPAL);
+  /** Who asks: the token (the authority), the client, and the person its `Executor` header claims runs it. */
+  const callerOf = (request: FastifyRequest): Caller => ({
+    token: principalOf(request).token,
+    userAgent: request.headers['user-agent'],
+    executor: executorOf(request.headers[EXECUTOR_HEADER]),
+  });
   /**
    * Runs before the body is read: a caller outside its scope learns nothing (403 before 404), and an unknown
    * service is refused before its body is parsed.
@@ -125,7 +132,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
             kind,
             commit,
             tag,
-            caller: { token: principalOf(request).token, userAgent: request.headers['user-agent'] },
+            caller: callerOf(request),
             requestId: request.id,
           };
           // Identical requests in flight are joined (a CI job retried while its first request still runs).
@@ -138,7 +145,6 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
     // The original deployer's name for the canary path; depctl and old CI scripts may still use it.
     deployRoute('/:service/deploy_canary', 'canary');
 
-    const callerOf = (request: FastifyRequest) => ({ token: principalOf(request).token, userAgent: request.headers['user-agent'] });
     const mayDeploy = (request: FastifyRequest, service: string): boolean => mayAccess(principalOf(request), 'deploy', service);
     registerFlowRoutes(api, { deployer, waits, mayDeploy, guard, serviceNamed, callerOf });
     registerHookRoutes(api, { config, deployer, principalOf, callerOf, serviceNamed, mayDeploy });

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import { toErrorReply } from './errors.js';
 import { fieldsOf, parseForm, unknownFieldsError } from './inputs.js';
+import { openApiDocument, routeEntryOf, type RouteEntry } from './openapi.js';
 import { zodValidatorCompiler, type ZodTypeProvider } from './zod.js';
 
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
@@ -85,7 +86,7 @@ function patternOf(url: string): RegExp {
  * parsers (form and JSON only), zod route schemas and the one error handler, and the bounds of `limits`: a request
  * (headers and body) must arrive within its timeouts, whoever sends it, and connections beyond the cap are closed.
  */
-export function createHttpServer(options: { logger: Logger; limits: ServerLimits }): HttpServer {
+export function createHttpServer(options: { logger: Logger; limits: ServerLimits; version?: string | undefined }): HttpServer {
   const node = nodeOptions(options.limits);
   const logger: FastifyBaseLogger = options.logger.child(
     { module: 'http' },
@@ -116,6 +117,15 @@ export function createHttpServer(options: { logger: Logger; limits: ServerLimits
   app.addHook('onRoute', (route) => {
     routes.push({ pattern: patternOf(route.url), methods: [route.method].flat() });
   });
+
+  // Every route added from here on (plugins included) is described by GET /openapi.json, built on its first call.
+  const described: RouteEntry[] = [];
+  app.addHook('onRoute', (route) => {
+    const entry = routeEntryOf(route);
+    if (entry !== undefined) described.push(entry);
+  });
+  let document: Record<string, unknown> | undefined;
+  app.get('/openapi.json', () => (document ??= openApiDocument(described, options.version ?? 'unknown')));
 
   // `curl --data commit=abc` sends a form; parse it with URLSearchParams (no dependency needed for two fields).
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {

@@ -83,6 +83,8 @@ export function deployMetadata(event: DeployEvent): Record<string, string | numb
     commit: event.commit,
     tag: event.tag,
     caller: event.caller.token,
+    // As the caller claimed it; the token is the authority.
+    executor: event.caller.executor,
     userAgent: event.caller.userAgent,
     requestId: event.requestId,
     status: event.error?.status,

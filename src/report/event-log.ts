@@ -7,14 +7,15 @@ export const UNKNOWN = '?';
 
 /**
  * The original deployer's grep-able line, `service;commit;kind result;duration;author;+ins;-del`, e.g.
- * `gapfish;025838f;deploy success;4.200s;Jane Doe;+12;-3`. A git commit is shortened to 7 characters, the duration
+ * `gapfish;025838f;deploy success;4.200s;Jane Doe;+12;-3`, and an eighth field, the executor the caller claimed
+ * (depctl's `Executor` header), when it claimed one: `...;+12;-3;jane@example.com`. The seven keep their places. A git commit is shortened to 7 characters, the duration
  * is in seconds with 3 decimals, an unknown fact is `?` (`+?`, `-?`). Each part is cleaned of `;` and line breaks
  * so a field can never shift the others or start a new log line.
  */
 export function formatEventLine(event: DeployEvent): string {
   const commit = event.commit === undefined || event.commit === '' ? UNKNOWN : shortCommit(event.commit);
   const author = event.author === undefined || event.author.trim() === '' ? UNKNOWN : event.author;
-  return [
+  const fields = [
     clean(event.service),
     clean(commit),
     `${event.kind} ${event.result}`,
@@ -22,7 +23,10 @@ export function formatEventLine(event: DeployEvent): string {
     clean(author),
     `+${count(event.insertions)}`,
     `-${count(event.deletions)}`,
-  ].join(';');
+  ];
+  const { executor } = event.caller;
+  if (executor !== undefined && executor !== '') fields.push(clean(executor));
+  return fields.join(';');
 }
 
 /** Writes the event log: one structured line per deploy, canary, rollback or promote, with the grep-able message. */
@@ -39,6 +43,7 @@ export function logDeployEvent(logger: Logger, event: DeployEvent): void {
     insertions: event.insertions,
     deletions: event.deletions,
     caller: event.caller.token,
+    executor: event.caller.executor,
     userAgent: event.caller.userAgent,
     requestId: event.requestId,
     error: event.error,

@@ -10,6 +10,25 @@ const DEPLOY_BUCKETS = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300];
 /** One call to git, a registry or the apiserver: milliseconds to the remote timeout (30 s by default). */
 const CALL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const LINES_BUCKETS = [0, 1, 10, 50, 100, 500, 1000, 5000, 10000];
+/** Lead time (commit → stable) and time to restore: minutes to weeks. */
+const DORA_BUCKETS = [60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400];
+
+/**
+ * The label naming the service. Not `service`: prometheus-operator adds `service` (the scraped Kubernetes
+ * Service) to every series and would rename the deployer's own to `exported_service`.
+ */
+type ServiceLabel = 'deployer_service';
+/** Kinds whose success puts a change in production (a canary serves part of the traffic and is not counted). */
+const STABLE_CHANGES: readonly DeployEvent['kind'][] = ['deploy', 'promote'];
+
+export interface MetricsOptions {
+  /** Process metrics (`process_*`, `nodejs_*`, unprefixed as the stock dashboards expect); default true. */
+  readonly defaultMetrics?: boolean | undefined;
+  /** The deployer's version, for `deployer_build_info`. */
+  readonly version?: string | undefined;
+  /** For tests: the time a report is made. */
+  readonly now?: (() => number) | undefined;
+}
 
 /**
  * The deployer's Prometheus metrics, in a registry of their own (not prom-client's global one, so that two apps in
@@ -19,33 +38,57 @@ const LINES_BUCKETS = [0, 1, 10, 50, 100, 500, 1000, 5000, 10000];
  */
 export class Metrics {
   readonly registry: Registry;
-  readonly #deploys: Counter<'service' | 'kind' | 'result'>;
-  readonly #duration: Histogram<'service' | 'kind' | 'result'>;
-  readonly #lines: Histogram<'service' | 'kind'>;
+  readonly #deploys: Counter<ServiceLabel | 'kind' | 'result'>;
+  readonly #duration: Histogram<ServiceLabel | 'kind' | 'result'>;
+  readonly #lines: Histogram<ServiceLabel | 'kind'>;
+  readonly #leadTime: Histogram<ServiceLabel | 'kind'>;
+  readonly #restore: Histogram<ServiceLabel>;
   readonly #inFlight: Gauge;
   readonly #calls: Histogram<'system' | 'operation' | 'outcome'>;
+  readonly #now: () => number;
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
+  constructor(options: MetricsOptions = {}) {
     this.registry = new Registry();
+    this.#now = options.now ?? Date.now;
     const registers = [this.registry];
+    new Gauge({
+      name: 'deployer_build_info',
+      help: 'Always 1; the labels name the running build: the deployer version and the Node.js version.',
+      labelNames: ['version', 'nodejs_version'],
+      registers,
+    }).set({ version: options.version ?? 'unknown', nodejs_version: process.versions.node }, 1);
     this.#deploys = new Counter({
       name: 'deployer_deploys_total',
       help: 'Finished deploys, canaries, rollbacks and promotes, by service, kind and result (success or failure).',
-      labelNames: ['service', 'kind', 'result'],
+      labelNames: ['deployer_service', 'kind', 'result'],
       registers,
     });
     this.#duration = new Histogram({
       name: 'deployer_deploy_duration_seconds',
       help: 'Time from a deploy request to its answer (lock wait, registry wait and apply included).',
-      labelNames: ['service', 'kind', 'result'],
+      labelNames: ['deployer_service', 'kind', 'result'],
       buckets: DEPLOY_BUCKETS,
       registers,
     });
     this.#lines = new Histogram({
       name: 'deployer_deploy_lines_changed',
       help: 'Lines inserted plus deleted by the commit of each successful deploy, when the source could tell.',
-      labelNames: ['service', 'kind'],
+      labelNames: ['deployer_service', 'kind'],
       buckets: LINES_BUCKETS,
+      registers,
+    });
+    this.#leadTime = new Histogram({
+      name: 'deployer_lead_time_seconds',
+      help: 'Lead time for changes (DORA): from the commit time to its successful stable deploy or promotion.',
+      labelNames: ['deployer_service', 'kind'],
+      buckets: DORA_BUCKETS,
+      registers,
+    });
+    this.#restore = new Histogram({
+      name: 'deployer_time_to_restore_seconds',
+      help: 'Time to restore (DORA): from the deploy of a canary or stable version that was rolled back to the rollback that left a healthy stable version running alone.',
+      labelNames: ['deployer_service'],
+      buckets: DORA_BUCKETS,
       registers,
     });
     this.#inFlight = new Gauge({
@@ -60,8 +103,8 @@ export class Metrics {
       buckets: CALL_BUCKETS,
       registers,
     });
-    // Process metrics (CPU, memory, event loop lag, handles) of this registry only.
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'deployer_' });
+    // Process metrics (CPU, memory, event loop lag, handles) of this registry only, under their standard names.
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   /** Counts a deploy as running; call the returned function once when it has finished, whatever the outcome. */
@@ -77,12 +120,19 @@ export class Metrics {
 
   /** Records a finished deploy from the event the engine reports (the same facts as the event log line). */
   deployFinished(event: DeployEvent): void {
-    const labels = { service: event.service, kind: event.kind, result: event.result };
+    const service = event.service;
+    const labels = { deployer_service: service, kind: event.kind, result: event.result };
     this.#deploys.inc(labels);
     if (Number.isFinite(event.durationMs) && event.durationMs >= 0) this.#duration.observe(labels, event.durationMs / 1000);
-    if (event.result === 'success' && event.insertions !== undefined && event.deletions !== undefined) {
-      this.#lines.observe({ service: event.service, kind: event.kind }, event.insertions + event.deletions);
+    if (event.result !== 'success') return;
+    if (event.insertions !== undefined && event.deletions !== undefined) {
+      this.#lines.observe({ deployer_service: service, kind: event.kind }, event.insertions + event.deletions);
     }
+    const now = this.#now();
+    const lead = secondsSince(event.committedAt, now);
+    if (lead !== undefined && STABLE_CHANGES.includes(event.kind)) this.#leadTime.observe({ deployer_service: service, kind: event.kind }, lead);
+    const restore = secondsSince(event.failingSince, now);
+    if (restore !== undefined && event.kind === 'rollback') this.#restore.observe({ deployer_service: service }, restore);
   }
 
   observeCall(system: CallSystem, operation: string, outcome: CallOutcome, seconds: number): void {
@@ -97,6 +147,13 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Seconds from an ISO 8601 time to `now`; undefined for a missing or unreadable time (a clock skew counts as 0). */
+function secondsSince(iso: string | undefined, now: number): number | undefined {
+  if (iso === undefined) return undefined;
+  const at = Date.parse(iso);
+  return Number.isNaN(at) ? undefined : Math.max(0, (now - at) / 1000);
 }
 
 type Fn = (...args: unknown[]) => unknown;

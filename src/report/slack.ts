@@ -36,7 +36,7 @@ export function createSlackNotifier(options: SlackOptions): Notifier {
   };
 }
 
-/** `:x: deploy of *web* v1.2 (abc1234) failed: no tag for commit abc1234 (caller ci, request r-1)` */
+/** `:x: deploy of *web* v1.2 (abc1234) failed: no tag for commit abc1234 (caller ops, executor jane, request r-1)` */
 export function failureText(event: DeployEvent, error: Error): string {
   return `:x: ${event.kind} of *${escape(event.service)}*${version(event)} failed: ${escape(error.message)} ${trailer(event)}`;
 }
@@ -59,7 +59,9 @@ function version(event: DeployEvent): string {
 }
 
 function trailer(event: DeployEvent): string {
-  return `(caller ${escape(event.caller.token)}, request ${escape(event.requestId)})`;
+  const { token, executor } = event.caller;
+  const by = executor === undefined ? '' : `, executor ${escape(executor)}`;
+  return `(caller ${escape(token)}${by}, request ${escape(event.requestId)})`;
 }
 
 /** Slack reads `<...>` as links and mentions; an error message must show as written. */

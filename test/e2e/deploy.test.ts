@@ -127,9 +127,9 @@ subjects: [{ kind: ServiceAccount, name: default, namespace: ${namespace} }]
     expect(containers.map((c) => c.image)).toEqual([`${image}:main-${short(c1)}@${digests[c1]}`, 'statsd/statsd:v0.10.2']);
     expect(d?.metadata?.labels).toMatchObject({ app: 'web', tag: `main-${short(c1)}` });
     expect(d?.metadata?.annotations).toMatchObject({
-      'deployer.io/commit': c1,
-      'deployer.io/tag': `main-${short(c1)}`,
-      'deployer.io/caller': 'ci',
+      'deployer.internal/commit': c1,
+      'deployer.internal/tag': `main-${short(c1)}`,
+      'deployer.internal/caller': 'ci',
     });
     expect(d?.spec?.template.metadata?.labels).toMatchObject({ app: 'web', track: 'stable' });
     for (const c of containers) {
@@ -229,7 +229,7 @@ subjects: [{ kind: ServiceAccount, name: default, namespace: ${namespace} }]
     await kube().apps.createNamespacedDeployment({
       namespace,
       body: {
-        metadata: { name: 'web-canary', annotations: { 'deployer.io/service': 'someone-else' } },
+        metadata: { name: 'web-canary', annotations: { 'deployer.internal/service': 'someone-else' } },
         spec: {
           selector: { matchLabels: { app: 'other' } },
           template: { metadata: { labels: { app: 'other' } }, spec: { containers: [{ name: 'c', image: 'other:1' }] } },

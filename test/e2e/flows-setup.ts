@@ -31,7 +31,7 @@ export async function waitForTag(namespace: string, name: string, tag: string, t
   for (;;) {
     try {
       const d = await adminClient().apps.readNamespacedDeployment({ name, namespace });
-      if (d.metadata?.annotations?.['deployer.io/tag'] === tag) return;
+      if (d.metadata?.annotations?.['deployer.internal/tag'] === tag) return;
     } catch {
       // not there yet
     }

@@ -172,9 +172,9 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
       },
     ]);
     const live = await read('shop');
-    expect(live?.metadata?.labels).toMatchObject({ 'deployer.io/service': svc.name });
+    expect(live?.metadata?.labels).toMatchObject({ 'deployer.internal/service': svc.name });
     // A first deploy has no version before it.
-    expect(Object.keys(live?.metadata?.annotations ?? {}).filter((k) => k.startsWith('deployer.io/previous-'))).toEqual([]);
+    expect(Object.keys(live?.metadata?.annotations ?? {}).filter((k) => k.startsWith('deployer.internal/previous-'))).toEqual([]);
   });
 
   it('CI deploys a canary: the state shows both versions and the canary age', async () => {
@@ -240,7 +240,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     const after = await read('shop');
     expect(appImage(after)).toBe(versionOf(c1));
     expect(after?.metadata?.generation).toBe(before?.metadata?.generation);
-    expect(after?.metadata?.annotations?.['deployer.io/request-id']).toBe(before?.metadata?.annotations?.['deployer.io/request-id']);
+    expect(after?.metadata?.annotations?.['deployer.internal/request-id']).toBe(before?.metadata?.annotations?.['deployer.internal/request-id']);
   });
 
   it('a rollback with nothing left to roll back answers 200 "nothing to roll back"', async () => {

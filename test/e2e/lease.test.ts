@@ -122,8 +122,8 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     // The final state is the version of the request that held the lock last.
     const last = requests.find((r) => r.requestId === holders.at(-1));
     const web = await adminClient().apps.readNamespacedDeployment({ name: 'web', namespace: namespaces.hammer });
-    expect(web.metadata?.annotations?.['deployer.io/tag']).toBe(last?.tag);
-    expect(web.metadata?.annotations?.['deployer.io/request-id']).toBe(last?.requestId);
+    expect(web.metadata?.annotations?.['deployer.internal/tag']).toBe(last?.tag);
+    expect(web.metadata?.annotations?.['deployer.internal/request-id']).toBe(last?.requestId);
     // Released: free for the next deploy, by any replica.
     expect((await leaseSpec(locks, `deployer-${service}`))['holderIdentity']).toBeUndefined();
   });

@@ -56,25 +56,68 @@ describe('Metrics', () => {
     metrics.deployFinished(event({ insertions: undefined, deletions: undefined }));
 
     const text = await metrics.render();
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', kind: 'deploy', result: 'success' })).toBe(2);
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', kind: 'canary', result: 'success' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', kind: 'deploy', result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'web', kind: 'deploy', result: 'success' })).toBe(2);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'web', kind: 'canary', result: 'success' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'web', kind: 'deploy', result: 'failure' })).toBe(1);
     expect(sampleValue(text, 'deployer_deploy_duration_seconds_sum', { kind: 'deploy', result: 'success' })).toBe(3);
     expect(sampleValue(text, 'deployer_deploy_duration_seconds_bucket', { kind: 'deploy', result: 'failure', le: '10' })).toBe(0);
     expect(sampleValue(text, 'deployer_deploy_duration_seconds_bucket', { kind: 'deploy', result: 'failure', le: '20' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploy_lines_changed_count', { service: 'web', kind: 'deploy' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { service: 'web', kind: 'deploy' })).toBe(5);
-    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { service: 'web', kind: 'canary' })).toBe(10);
+    expect(sampleValue(text, 'deployer_deploy_lines_changed_count', { deployer_service: 'web', kind: 'deploy' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { deployer_service: 'web', kind: 'deploy' })).toBe(5);
+    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { deployer_service: 'web', kind: 'canary' })).toBe(10);
     expect(sampleValue(text, 'deployer_deploys_in_flight')).toBe(0);
     // No process metrics when asked not to; two instances never share a series.
-    expect(text).not.toContain('deployer_process_cpu');
-    expect(await new Metrics({ defaultMetrics: false }).render()).not.toContain('service="web"');
+    expect(text).not.toContain('process_cpu');
+    expect(await new Metrics({ defaultMetrics: false }).render()).not.toContain('deployer_service="web"');
   });
 
-  it('includes the process metrics by default, in its own registry', async () => {
+  it('includes the process metrics by default, unprefixed as stock dashboards expect, in its own registry', async () => {
     const text = await new Metrics().render();
-    expect(text).toContain('deployer_process_cpu_seconds_total');
-    expect(text).toContain('deployer_nodejs_eventloop_lag_seconds');
+    expect(samplesOf(text, 'process_cpu_seconds_total')).toHaveLength(1);
+    expect(samplesOf(text, 'nodejs_eventloop_lag_seconds')).toHaveLength(1);
+    expect(text).not.toContain('deployer_process_');
+    expect(text).not.toContain('deployer_nodejs_');
+  });
+
+  it('names the build in deployer_build_info', async () => {
+    const text = await new Metrics({ defaultMetrics: false, version: '1.2.3' }).render();
+    expect(sampleValue(text, 'deployer_build_info', { version: '1.2.3', nodejs_version: process.versions.node })).toBe(1);
+  });
+
+  it('labels the service deployer_service, never service (prometheus-operator would rename it exported_service)', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    metrics.deployFinished(event());
+    const text = await metrics.render();
+    expect(text).toContain('deployer_service="web"');
+    expect(text).not.toMatch(/[{,]service="/);
+  });
+
+  it('observes the lead time of stable deploys and promotions, from the commit time', async () => {
+    const now = Date.parse('2026-01-02T12:00:00Z');
+    const metrics = new Metrics({ defaultMetrics: false, now: () => now });
+    metrics.deployFinished(event({ committedAt: '2026-01-02T11:00:00Z' }));
+    metrics.deployFinished(event({ kind: 'promote', committedAt: '2026-01-02T11:30:00+00:00' }));
+    // A canary, a failure, an unknown or unreadable commit time: no lead time.
+    metrics.deployFinished(event({ kind: 'canary', committedAt: '2026-01-02T11:00:00Z' }));
+    metrics.deployFinished(event({ result: 'failure', committedAt: '2026-01-02T11:00:00Z' }));
+    metrics.deployFinished(event({ committedAt: 'yesterday' }));
+    metrics.deployFinished(event());
+    const text = await metrics.render();
+    expect(sampleValue(text, 'deployer_lead_time_seconds_sum', { deployer_service: 'web', kind: 'deploy' })).toBe(3600);
+    expect(sampleValue(text, 'deployer_lead_time_seconds_count', { deployer_service: 'web', kind: 'deploy' })).toBe(1);
+    expect(sampleValue(text, 'deployer_lead_time_seconds_bucket', { deployer_service: 'web', kind: 'promote', le: '1800' })).toBe(1);
+    expect(samplesOf(text, 'deployer_lead_time_seconds_count').map((s) => s.labels['kind']).sort()).toEqual(['deploy', 'promote']);
+  });
+
+  it('observes the time to restore of rollbacks, from the deploy of the version rolled back', async () => {
+    const now = Date.parse('2026-01-02T12:00:00Z');
+    const metrics = new Metrics({ defaultMetrics: false, now: () => now });
+    metrics.deployFinished(event({ kind: 'rollback', failingSince: '2026-01-02T11:50:00Z' }));
+    metrics.deployFinished(event({ kind: 'rollback', result: 'failure', failingSince: '2026-01-02T11:00:00Z' }));
+    metrics.deployFinished(event({ kind: 'rollback' }));
+    const text = await metrics.render();
+    expect(sampleValue(text, 'deployer_time_to_restore_seconds_count', { deployer_service: 'web' })).toBe(1);
+    expect(sampleValue(text, 'deployer_time_to_restore_seconds_sum', { deployer_service: 'web' })).toBe(600);
   });
 
   it('timed(): times each promise-returning method by outcome, on the target itself (private fields work)', async () => {
@@ -150,9 +193,9 @@ describe('Metrics', () => {
     await Promise.resolve();
     expect(seen).toEqual(['succeeded web', 'failed web boom']);
     const text = await metrics.render();
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', result: 'success' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'web', result: 'failure' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploys_total', { service: 'quiet', result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'web', result: 'success' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'web', result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'quiet', result: 'failure' })).toBe(1);
     expect(logs.map((l) => l['msg'])).toEqual([
       expect.stringMatching(/^web;[^;]*;deploy success;/),
       expect.stringMatching(/^web;[^;]*;deploy failure;/),
@@ -169,7 +212,7 @@ describe('GET /metrics and GET /readyz', () => {
     const res = await app.inject({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(sampleValue(res.body, 'deployer_deploys_total', { service: 'web' })).toBe(1);
+    expect(sampleValue(res.body, 'deployer_deploys_total', { deployer_service: 'web' })).toBe(1);
     await app.close();
   });
 
@@ -335,11 +378,11 @@ describe('metrics of real deploys (HTTP → deployer → git, registry, apiserve
     const res = await fetch(`${url}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    expect(sampleValue(text, 'deployer_deploys_total', { service, kind: 'deploy', result: 'success' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploys_total', { service, kind: 'deploy', result: 'failure' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploy_duration_seconds_count', { service, kind: 'deploy', result: 'success' })).toBe(1);
-    expect(sampleValue(text, 'deployer_deploy_duration_seconds_sum', { service, kind: 'deploy', result: 'success' })).toBeGreaterThan(0);
-    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { service, kind: 'deploy' })).toBe(2);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: service, kind: 'deploy', result: 'success' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: service, kind: 'deploy', result: 'failure' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploy_duration_seconds_count', { deployer_service: service, kind: 'deploy', result: 'success' })).toBe(1);
+    expect(sampleValue(text, 'deployer_deploy_duration_seconds_sum', { deployer_service: service, kind: 'deploy', result: 'success' })).toBeGreaterThan(0);
+    expect(sampleValue(text, 'deployer_deploy_lines_changed_sum', { deployer_service: service, kind: 'deploy' })).toBe(2);
     expect(sampleValue(text, 'deployer_deploys_in_flight')).toBe(0);
 
     const calls = (labels: Record<string, string>): number =>

@@ -4,7 +4,10 @@ import { rewrite } from '../../src/deploy/rewrite.js';
 import { previousAnnotations, previousOf, recordPrevious, serviceState, versionOf } from '../../src/deploy/state.js';
 import { doomOf, judge, rolloutTargets } from '../../src/deploy/verdict.js';
 import { parseDuration, Wait } from '../../src/http/flow-routes.js';
-import { PREVIOUS, SERVICE_LABEL } from '../../src/core/keys.js';
+import { DEFAULT_KEYS as K } from '../../src/core/keys.js';
+
+const PREVIOUS = K.previous;
+const SERVICE_LABEL = K.serviceLabel;
 import type { KubeObject, LiveDeployment, LivePod } from '../../src/core/types.js';
 
 const IMAGE = 'registry.example.com/team/shop';
@@ -23,12 +26,12 @@ function live(overrides: Partial<LiveDeployment> & { tag?: string; commit?: stri
     createdAt: '2024-05-06T07:00:00Z',
     labels: { app: 'shop', track: 'stable', [SERVICE_LABEL]: 'shop' },
     annotations: {
-      'deployer.io/tag': tag,
-      'deployer.io/commit': commit,
-      'deployer.io/track': 'stable',
-      'deployer.io/caller': 'ci',
-      'deployer.io/deployed-at': '2024-05-06T07:08:09.000Z',
-      'deployer.io/request-id': 'req-1',
+      'deployer.internal/tag': tag,
+      'deployer.internal/commit': commit,
+      'deployer.internal/track': 'stable',
+      'deployer.internal/caller': 'ci',
+      'deployer.internal/deployed-at': '2024-05-06T07:08:09.000Z',
+      'deployer.internal/request-id': 'req-1',
     },
     selector: { app: 'shop' },
     images: [`${IMAGE}:${tag}@${digest}`, 'statsd/statsd:v0.10.2'],
@@ -40,7 +43,7 @@ function live(overrides: Partial<LiveDeployment> & { tag?: string; commit?: stri
 
 describe('versionOf / previousOf', () => {
   it('reads the version back from the annotations, the digest from the versioned image', () => {
-    expect(versionOf(live())).toEqual({
+    expect(versionOf(K, live())).toEqual({
       tag: 'main-1111111',
       commit: C1,
       digests: { [IMAGE]: D1 },
@@ -52,11 +55,11 @@ describe('versionOf / previousOf', () => {
   });
 
   it('has no version for a Deployment the deployer did not version', () => {
-    expect(versionOf(live({ annotations: {} }))).toBeUndefined();
+    expect(versionOf(K, live({ annotations: {} }))).toBeUndefined();
   });
 
   it('has no single digest when the images were deployed without digest pinning', () => {
-    const v = versionOf(live({ images: [`${IMAGE}:main-1111111`] }));
+    const v = versionOf(K, live({ images: [`${IMAGE}:main-1111111`] }));
     expect(v?.digests).toEqual({});
     expect(v?.digest).toBeUndefined();
   });
@@ -65,7 +68,7 @@ describe('versionOf / previousOf', () => {
     ['not JSON', '{'],
     ['not digests', '{"x": "latest"}'],
   ])('ignores previous digests that are %s (deploy by tag instead)', (_what, digests) => {
-    expect(previousOf({ [PREVIOUS.tag]: 't', [PREVIOUS.commit]: C1, [PREVIOUS.digests]: digests })).toEqual({
+    expect(previousOf(K, { [PREVIOUS.tag]: 't', [PREVIOUS.commit]: C1, [PREVIOUS.digests]: digests })).toEqual({
       tag: 't',
       commit: C1,
       digests: {},
@@ -79,48 +82,49 @@ describe('previousAnnotations: the last-known-good version a stable deploy recor
   const next = { tag: 'main-2222222', commit: C2, digests: { [IMAGE]: D2 } };
 
   it('records the live version when another one is deployed', () => {
-    expect(previousAnnotations('deploy', live(), next)).toEqual({
+    expect(previousAnnotations(K, 'deploy', live(), next)).toEqual({
       [PREVIOUS.tag]: 'main-1111111',
       [PREVIOUS.commit]: C1,
       [PREVIOUS.digests]: JSON.stringify({ [IMAGE]: D1 }),
       [PREVIOUS.caller]: 'ci',
       [PREVIOUS.deployedAt]: '2024-05-06T07:08:09.000Z',
     });
-    expect(previousAnnotations('promote', live(), next)[PREVIOUS.tag]).toBe('main-1111111');
+    expect(previousAnnotations(K, 'promote', live(), next)[PREVIOUS.tag]).toBe('main-1111111');
   });
 
   it('keeps the live record on a redeploy of the same version', () => {
     const current = live({ tag: 'main-2222222', commit: C2, digest: D2 });
     const withPrevious = { ...current, annotations: { ...current.annotations, [PREVIOUS.tag]: 'v0', [PREVIOUS.commit]: C1 } };
-    expect(previousAnnotations('deploy', withPrevious, next)).toEqual({ [PREVIOUS.tag]: 'v0', [PREVIOUS.commit]: C1 });
+    expect(previousAnnotations(K, 'deploy', withPrevious, next)).toEqual({ [PREVIOUS.tag]: 'v0', [PREVIOUS.commit]: C1, [PREVIOUS.digests]: '{}' });
   });
 
   it('treats the same tag with another digest (a moved tag) as another version', () => {
-    expect(previousAnnotations('deploy', live({ tag: 'main-2222222', commit: C2, digest: D1 }), next)[PREVIOUS.tag]).toBe('main-2222222');
+    expect(previousAnnotations(K, 'deploy', live({ tag: 'main-2222222', commit: C2, digest: D1 }), next)[PREVIOUS.tag]).toBe('main-2222222');
   });
 
   it('records nothing when a rollback replaces a version (it was bad), nor without a live version', () => {
-    expect(previousAnnotations('rollback', live(), next)).toEqual({});
-    expect(previousAnnotations('deploy', undefined, next)).toEqual({});
-    expect(previousAnnotations('deploy', live({ annotations: {} }), next)).toEqual({});
+    expect(previousAnnotations(K, 'rollback', live(), next)).toEqual({});
+    expect(previousAnnotations(K, 'deploy', undefined, next)).toEqual({});
+    expect(previousAnnotations(K, 'deploy', live({ annotations: {} }), next)).toEqual({});
   });
 
   it('recordPrevious annotates only versioned stable Deployments, on copies', async () => {
     const deployment: KubeObject = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
-      metadata: { name: 'shop', namespace: 'shop', annotations: { 'deployer.io/track': 'stable', [PREVIOUS.tag]: 'stale' } },
+      metadata: { name: 'shop', namespace: 'shop', annotations: { 'deployer.internal/track': 'stable', [PREVIOUS.tag]: 'stale' } },
     };
     const configMap: KubeObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'shop' } };
     const reads: string[] = [];
     const out = await recordPrevious(
+      K,
       { getDeployment: (ns, name) => (reads.push(`${ns}/${name}`), Promise.resolve(live())) },
       [deployment, configMap],
       'deploy',
       next,
     );
     expect(reads).toEqual(['shop/shop']);
-    expect(out[0]?.metadata.annotations).toMatchObject({ 'deployer.io/track': 'stable', [PREVIOUS.tag]: 'main-1111111', [PREVIOUS.commit]: C1 });
+    expect(out[0]?.metadata.annotations).toMatchObject({ 'deployer.internal/track': 'stable', [PREVIOUS.tag]: 'main-1111111', [PREVIOUS.commit]: C1 });
     expect(out[1]).toBe(configMap);
     expect(deployment.metadata.annotations?.[PREVIOUS.tag]).toBe('stale');
   });
@@ -134,11 +138,11 @@ describe('serviceState', () => {
       commit: C2,
       digest: D2,
       desired: 1,
-      labels: { track: 'canary', 'deployer.io/canary-of': 'shop' },
+      labels: { track: 'canary', 'deployer.internal/canary-of': 'shop' },
     });
-    const withCanaryTrack = { ...canary, annotations: { ...canary.annotations, 'deployer.io/track': 'canary', 'deployer.io/deployed-at': '2024-05-06T08:00:00Z' } };
+    const withCanaryTrack = { ...canary, annotations: { ...canary.annotations, 'deployer.internal/track': 'canary', 'deployer.internal/deployed-at': '2024-05-06T08:00:00Z' } };
     const stable = { ...live(), annotations: { ...live().annotations, [PREVIOUS.tag]: 'main-0000000', [PREVIOUS.commit]: C2 } };
-    const state = serviceState([withCanaryTrack, stable, live({ name: 'worker', namespace: 'jobs' })], Date.parse('2024-05-06T08:30:00Z'));
+    const state = serviceState(K, [withCanaryTrack, stable, live({ name: 'worker', namespace: 'jobs' })], Date.parse('2024-05-06T08:30:00Z'));
     expect(state.map((s) => `${s.namespace}/${s.name}`)).toEqual(['jobs/worker', 'shop/shop']);
     const shop = state[1];
     expect(shop?.stable?.version?.tag).toBe('main-1111111');
@@ -149,7 +153,7 @@ describe('serviceState', () => {
 
   it('shows a canary whose stable Deployment is gone on its own', () => {
     const orphan = live({ name: 'gone-canary', labels: { track: 'canary' } });
-    const [entry] = serviceState([{ ...orphan, annotations: { ...orphan.annotations, 'deployer.io/track': 'canary' } }], Date.now());
+    const [entry] = serviceState(K, [{ ...orphan, annotations: { ...orphan.annotations, 'deployer.internal/track': 'canary' } }], Date.now());
     expect(entry).toMatchObject({ name: 'gone', stable: undefined, canary: { name: 'gone-canary' } });
   });
 });
@@ -252,7 +256,7 @@ describe('rewrite: the service label', () => {
     },
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', labels: { [SERVICE_LABEL]: 'someone-else' } } },
   ];
-  const options = { tag: 'v1', commit: C1, digests: {}, caller: 'ci', requestId: 'r' };
+  const options = { tag: 'v1', commit: C1, digests: {}, caller: 'ci', requestId: 'r', keys: K };
 
   it('labels every object it returns, never a pod template, when the service is given', () => {
     const stable = rewrite(objects, { ...options, track: 'stable', service: 'web' });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InputError, ManifestError } from '../../src/errors.js';
 import { canaryName, rewrite, type RewriteOptions } from '../../src/deploy/rewrite.js';
 import type { KubeObject } from '../../src/core/types.js';
+import { DEFAULT_KEYS } from '../../src/core/keys.js';
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
 
@@ -21,6 +22,7 @@ function options(overrides: Partial<RewriteOptions> = {}): RewriteOptions {
     caller: 'ci',
     requestId: 'req-1',
     now: NOW,
+    keys: DEFAULT_KEYS,
     ...overrides,
   };
 }
@@ -163,22 +165,22 @@ describe('rewrite: workloads on deploy', () => {
       { name: 'statsd', image: 'statsd:1.2', env: VERSION_ENV },
     ]);
     expect(containers(out, 'initContainers')).toEqual([{ name: 'migrate', image: `${INIT}:${TAG}`, env: VERSION_ENV }]);
-    expect(out.metadata.labels).toEqual({ app: 'web', track: 'stable', tag: TAG });
+    expect(out.metadata.labels).toEqual({ app: 'web', track: 'stable', tag: TAG, 'app.kubernetes.io/version': TAG });
     expect(out.metadata.annotations).toEqual({
-      'deployer.io/tag': TAG,
-      'deployer.io/commit': COMMIT,
-      'deployer.io/track': 'stable',
-      'deployer.io/caller': 'ci',
-      'deployer.io/request-id': 'req-1',
-      'deployer.io/deployed-at': NOW,
+      'deployer.internal/tag': TAG,
+      'deployer.internal/commit': COMMIT,
+      'deployer.internal/track': 'stable',
+      'deployer.internal/caller': 'ci',
+      'deployer.internal/request-id': 'req-1',
+      'deployer.internal/deployed-at': NOW,
     });
     expect(dig(templateOf(out), 'metadata')).toEqual({
-      labels: { app: 'web', track: 'stable', tag: TAG },
+      labels: { app: 'web', track: 'stable', tag: TAG, 'app.kubernetes.io/version': TAG },
       annotations: {
         'prometheus.io/scrape': 'true',
-        'deployer.io/tag': TAG,
-        'deployer.io/commit': COMMIT,
-        'deployer.io/track': 'stable',
+        'deployer.internal/tag': TAG,
+        'deployer.internal/commit': COMMIT,
+        'deployer.internal/track': 'stable',
       },
     });
   });
@@ -262,8 +264,8 @@ describe('rewrite: workloads on deploy', () => {
 
     expect(out.metadata.labels?.['tag']).toBe(label);
     expect(dig(templateOf(out), 'metadata', 'labels', 'tag')).toBe(label);
-    expect(out.metadata.annotations?.['deployer.io/tag']).toBe(tag);
-    expect(dig(templateOf(out), 'metadata', 'annotations', 'deployer.io/tag')).toBe(tag);
+    expect(out.metadata.annotations?.['deployer.internal/tag']).toBe(tag);
+    expect(dig(templateOf(out), 'metadata', 'annotations', 'deployer.internal/tag')).toBe(tag);
     expect(containers(out)[0]?.image).toBe(`${APP}:${tag}@${DIGEST}`);
   });
 
@@ -274,7 +276,7 @@ describe('rewrite: workloads on deploy', () => {
     const second = only(rewrite(input, options({ requestId: 'req-2', caller: 'alice', now: '2030-01-01T00:00:00.000Z' })));
 
     expect(templateOf(second)).toEqual(templateOf(first));
-    expect(second.metadata.annotations?.['deployer.io/request-id']).toBe('req-2');
+    expect(second.metadata.annotations?.['deployer.internal/request-id']).toBe('req-2');
   });
 
   it('creates the pod template metadata when the manifest has none', () => {
@@ -283,7 +285,7 @@ describe('rewrite: workloads on deploy', () => {
 
     const out = only(rewrite([input], options()));
 
-    expect(dig(templateOf(out), 'metadata', 'labels')).toEqual({ track: 'stable', tag: TAG });
+    expect(dig(templateOf(out), 'metadata', 'labels')).toEqual({ track: 'stable', tag: TAG, 'app.kubernetes.io/version': TAG });
   });
 
   it('adds track to the template but never to the selector of a stable Deployment', () => {
@@ -310,8 +312,8 @@ describe('rewrite: workloads on deploy', () => {
       containers: [{ name: 'app', image: `web:${TAG}`, env: [{ name: 'A', value: '1' }] }],
       initContainers: [{ name: 'i', image: `web:${TAG}` }],
     });
-    expect(out.metadata.labels).toEqual({ track: 'stable', tag: TAG });
-    expect(out.metadata.annotations?.['deployer.io/request-id']).toBe('req-1');
+    expect(out.metadata.labels).toEqual({ track: 'stable', tag: TAG, 'app.kubernetes.io/version': TAG });
+    expect(out.metadata.annotations?.['deployer.internal/request-id']).toBe('req-1');
   });
 
   it.each([
@@ -339,7 +341,7 @@ describe('rewrite: workloads on deploy', () => {
   it('sets deployed-at to the current time when none is given', () => {
     const out = only(rewrite([deployment()], options({ now: undefined })));
 
-    const at = out.metadata.annotations?.['deployer.io/deployed-at'] ?? '';
+    const at = out.metadata.annotations?.['deployer.internal/deployed-at'] ?? '';
     expect(new Date(at).toISOString()).toBe(at);
   });
 });
@@ -356,19 +358,19 @@ describe('rewrite: canary', () => {
 
     expect(out.metadata).toEqual({
       name: 'web-canary',
-      labels: { app: 'web', track: 'canary', tag: TAG, 'deployer.io/canary-of': 'web' },
+      labels: { app: 'web', track: 'canary', tag: TAG, 'app.kubernetes.io/version': TAG, 'deployer.internal/canary-of': 'web' },
       annotations: {
-        'deployer.io/tag': TAG,
-        'deployer.io/commit': COMMIT,
-        'deployer.io/track': 'canary',
-        'deployer.io/caller': 'ci',
-        'deployer.io/request-id': 'req-1',
-        'deployer.io/deployed-at': NOW,
+        'deployer.internal/tag': TAG,
+        'deployer.internal/commit': COMMIT,
+        'deployer.internal/track': 'canary',
+        'deployer.internal/caller': 'ci',
+        'deployer.internal/request-id': 'req-1',
+        'deployer.internal/deployed-at': NOW,
       },
     });
     expect(dig(out, 'spec', 'replicas')).toBe(1);
     expect(dig(out, 'spec', 'selector')).toEqual({ matchLabels: { app: 'web', track: 'canary' } });
-    expect(dig(templateOf(out), 'metadata', 'labels')).toEqual({ app: 'web', track: 'canary', tag: TAG });
+    expect(dig(templateOf(out), 'metadata', 'labels')).toEqual({ app: 'web', track: 'canary', tag: TAG, 'app.kubernetes.io/version': TAG });
     expect(containers(out)[0]).toEqual({
       name: 'app',
       image: `${APP}:${TAG}@${DIGEST}`,
@@ -442,7 +444,7 @@ describe('rewrite: canary', () => {
     const out = only(rewrite([deployment(name)], canary));
 
     expect(out.metadata.name).toBe(`${name}-canary`);
-    expect(out.metadata.labels?.['deployer.io/canary-of']).toBeUndefined();
+    expect(out.metadata.labels?.['deployer.internal/canary-of']).toBeUndefined();
   });
 
   it('refuses a Deployment whose canary name would be too long', () => {
