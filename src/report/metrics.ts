@@ -51,6 +51,8 @@ export class Metrics {
     this.registry = new Registry();
     this.#now = options.now ?? Date.now;
     const registers = [this.registry];
+    const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> =>
+      new Histogram({ name, help, labelNames, buckets, registers });
     new Gauge({
       name: 'deployer_build_info',
       help: 'Always 1; the labels name the running build: the deployer version and the Node.js version.',
@@ -63,46 +65,41 @@ export class Metrics {
       labelNames: ['deployer_service', 'kind', 'result'],
       registers,
     });
-    this.#duration = new Histogram({
-      name: 'deployer_deploy_duration_seconds',
-      help: 'Time from a deploy request to its answer (lock wait, registry wait and apply included).',
-      labelNames: ['deployer_service', 'kind', 'result'],
-      buckets: DEPLOY_BUCKETS,
-      registers,
-    });
-    this.#lines = new Histogram({
-      name: 'deployer_deploy_lines_changed',
-      help: 'Lines inserted plus deleted by the commit of each successful deploy, when the source could tell.',
-      labelNames: ['deployer_service', 'kind'],
-      buckets: LINES_BUCKETS,
-      registers,
-    });
-    this.#leadTime = new Histogram({
-      name: 'deployer_lead_time_seconds',
-      help: 'Lead time for changes (DORA): from the commit time to its successful stable deploy or promotion.',
-      labelNames: ['deployer_service', 'kind'],
-      buckets: DORA_BUCKETS,
-      registers,
-    });
-    this.#restore = new Histogram({
-      name: 'deployer_time_to_restore_seconds',
-      help: 'Time to restore (DORA): from the deploy of a canary or stable version that was rolled back to the rollback that left a healthy stable version running alone.',
-      labelNames: ['deployer_service'],
-      buckets: DORA_BUCKETS,
-      registers,
-    });
+    this.#duration = histogram(
+      'deployer_deploy_duration_seconds',
+      'Time from a deploy request to its answer (lock wait, registry wait and apply included).',
+      ['deployer_service', 'kind', 'result'],
+      DEPLOY_BUCKETS,
+    );
+    this.#lines = histogram(
+      'deployer_deploy_lines_changed',
+      'Lines inserted plus deleted by the commit of each successful deploy, when the source could tell.',
+      ['deployer_service', 'kind'],
+      LINES_BUCKETS,
+    );
+    this.#leadTime = histogram(
+      'deployer_lead_time_seconds',
+      'Lead time for changes (DORA): from the commit time to its successful stable deploy or promotion.',
+      ['deployer_service', 'kind'],
+      DORA_BUCKETS,
+    );
+    this.#restore = histogram(
+      'deployer_time_to_restore_seconds',
+      'Time to restore (DORA): from the deploy of a canary or stable version that was rolled back to the rollback that left a healthy stable version running alone.',
+      ['deployer_service'],
+      DORA_BUCKETS,
+    );
     this.#inFlight = new Gauge({
       name: 'deployer_deploys_in_flight',
       help: 'Deploys running now (waiting for the lock or the registry included).',
       registers,
     });
-    this.#calls = new Histogram({
-      name: 'deployer_upstream_call_duration_seconds',
-      help: 'Calls to git, svn, container registries and the Kubernetes apiserver, by operation and outcome.',
-      labelNames: ['system', 'operation', 'outcome'],
-      buckets: CALL_BUCKETS,
-      registers,
-    });
+    this.#calls = histogram(
+      'deployer_upstream_call_duration_seconds',
+      'Calls to git, svn, container registries and the Kubernetes apiserver, by operation and outcome.',
+      ['system', 'operation', 'outcome'],
+      CALL_BUCKETS,
+    );
     // Process metrics (CPU, memory, event loop lag, handles) of this registry only, under their standard names.
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
