@@ -5,7 +5,8 @@ import { commandHelp, commandNamed, generalHelp } from './help.js';
 import { defaultService, headCommit } from './local.js';
 import { optionsOf, VALUE_OPTIONS } from './options.js';
 import { formatService, formatServices, formatTags, formatVersion } from './output.js';
-import { DEFAULT_WAIT_S, runChange } from './wait.js';
+import { DEFAULT_WAIT_S } from './schemas.js';
+import { runChange } from './wait.js';
 
 /** depctl's commands: what each asks the deployer and prints. */
 

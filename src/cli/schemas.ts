@@ -5,7 +5,6 @@ import type { ErrorBody as ServerErrorBody } from '../http/errors.js';
 import type { DEFAULT_WAIT_SECONDS, WithVerdict } from '../http/flow-routes.js';
 import type { ServiceStateView as ServerServiceStateView, TagsView as ServerTagsView } from '../http/routes.js';
 import type { ServiceList as ServerServiceList, ServiceView as ServerServiceView, VersionView as ServerVersionView } from '../http/views.js';
-import type { DEFAULT_WAIT_S } from './wait.js';
 
 /**
  * What depctl reads of the deployer's answers: only the fields it prints, so that a newer server with more fields
@@ -118,6 +117,9 @@ export const ErrorBody = z.looseObject({
   tag: z.string().optional(),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** The deployer's `wait=true`: 5 minutes (schemas.ts checks at compile time that the server agrees). */
+export const DEFAULT_WAIT_S = 300;
 
 /** Compile-time only: each server view must be assignable to what depctl parses. */
 type Fits<Server, Client> = [DeepMutable<Server>] extends [Client] ? true : false;

@@ -2,15 +2,13 @@ import type { Answer, DeployerClient } from './client.js';
 import { WRITE_TIMEOUT_S, type Context } from './context.js';
 import { EXIT, UsageError, type ExitCode } from './errors.js';
 import { formatAge, formatDeploy, Spinner } from './output.js';
-import type { DeployResult, FlowResult, ServiceView } from './schemas.js';
+import { DEFAULT_WAIT_S, type DeployResult, type FlowResult, type ServiceView } from './schemas.js';
 
 /**
  * `--wait[=DURATION]` of deploy, canary, promote and rollback: the deployer waits for the rollout's verdict
  * (`wait=` on its routes: 200 success, 422 failure, 202 timeout) while depctl shows how far it got.
  */
 
-/** The deployer's `wait=true`: 5 minutes (schemas.ts checks at compile time that the server agrees). */
-export const DEFAULT_WAIT_S = 300;
 /** How often to ask the deployer what runs, at a terminal and in a log. */
 const POLL_TTY_MS = 2_000;
 const POLL_PLAIN_MS = 10_000;

@@ -6,8 +6,10 @@ import { isUntagged, parseImageRef } from '../../src/registry/image-ref.js';
 import { find, filesBelow, KUBERNETES_DIR, manifestsIn, ROOT, shippedConfig } from './helpers.js';
 
 /** The manifests as the deployer reads them from its own repository (manifestsDir of its service entry). */
-function deployedFiles(manifestsDir: string) {
-  const files = filesBelow(KUBERNETES_DIR).map((path) => ({ path, content: readFileSync(join(ROOT, path)) }));
+function deployedFiles(manifestsDir: string, skip: readonly string[] = []) {
+  const files = filesBelow(KUBERNETES_DIR)
+    .filter((path) => !skip.includes(path))
+    .map((path) => ({ path, content: readFileSync(join(ROOT, path)) }));
   return parseManifests(files, manifestsDir);
 }
 
@@ -71,9 +73,10 @@ describe("the deployer's own manifests (kubernetes/)", () => {
       'PodDisruptionBudget/deployer',
       'Service/deployer',
     ]);
-    // The default manifestsDir would read everything below kubernetes/, the example Secret included: the reason
-    // the deployer's own service names kubernetes/app.
-    expect(deployedFiles('kubernetes').map((m) => m.object.kind)).toContain('Secret');
+    // The default manifestsDir would read everything below kubernetes/: the installation's kustomization (refused,
+    // it is no object) and the example Secret: the reason the deployer's own service names kubernetes/app.
+    expect(() => deployedFiles('kubernetes')).toThrow('kubernetes/kustomization.yaml');
+    expect(deployedFiles('kubernetes', ['kubernetes/kustomization.yaml']).map((m) => m.object.kind)).toContain('Secret');
   });
 
   it('no object of kubernetes/app names a namespace: the deployer puts them into its service namespace', () => {
