@@ -194,10 +194,15 @@ async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
 
 async function dryRun(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   const failures = await deps.cluster.dryRun([...plan.objects]);
-  if (failures.length > 0) {
-    throw new ManifestError(`the apiserver refused ${failures.length} object(s); nothing was applied`, { detail: { failures } });
-  }
-  return plan;
+  if (failures.length === 0) return plan;
+  // A namespace nobody created is the usual first-deploy mistake: say so first, not "refused N object(s)".
+  const missing = [...new Set(failures.flatMap((f) => /^namespaces "([^"]+)" not found/.exec(f.reason)?.[1] ?? []))];
+  const why =
+    missing.length === 0
+      ? ''
+      : `namespace ${missing.join(', ')} does not exist in the cluster: create it (kubectl create namespace ${missing[0] ?? ''}) ` +
+        "or fix the service's namespace in the configuration; ";
+  throw new ManifestError(`${why}the apiserver refused ${failures.length} object(s); nothing was applied`, { detail: { failures } });
 }
 
 /** A stable deploy removes the canaries first, so that never more than two versions run (thesis 5.5); then applies. */
