@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { waitForUrl } from '../env/processes.js';
 import { adminClient } from '../env/kube-helpers.js';
 import type { Answer } from '../e2e/setup.js';
 
@@ -84,4 +87,41 @@ export const PWNED = ['/tmp/deployer-pwned', '/tmp/deployer-pwned-2'] as const;
 
 export function nothingPwned(): boolean {
   return PWNED.every((p) => !existsSync(p));
+}
+
+/** The deployer as its own process (`node --import tsx src/main.ts`), with a config file, and what it printed. */
+export interface DeployerProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts the deployer on `port` (which `config` must listen on) with `config` written into `dir`; resolves once it answers. */
+export async function startDeployerProcess(config: Record<string, unknown>, dir: string, port: number): Promise<DeployerProcess> {
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: process.cwd(),
+    env: { ...process.env, DEPLOYER_CONFIG: file },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+  const url = `http://127.0.0.1:${port}`;
+  await waitForUrl(`${url}/healthz`, { what: 'the deployer child process', timeoutMs: 60_000 });
+  return {
+    child,
+    url,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

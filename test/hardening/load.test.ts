@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ground } from '../env/ground.js';
-import { freePort, waitForUrl } from '../env/processes.js';
+import { freePort } from '../env/processes.js';
+import { startDeployerProcess, type DeployerProcess } from './harness.js';
 import { basic } from '../e2e/setup.js';
 
 /**
@@ -54,9 +54,9 @@ async function load(total: number, concurrency: number, make: (i: number) => Pro
 }
 
 describe('bounded load on GET / and GET /:service', () => {
-  let child: ChildProcess;
+  let deployer: DeployerProcess | undefined;
+  const printed = (): string => deployer?.output() ?? '';
   let url: string;
-  let output = '';
   let dir = '';
 
   beforeAll(async () => {
@@ -72,25 +72,12 @@ describe('bounded load on GET / and GET /:service', () => {
       kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
       cache: { dir: join(dir, 'cache') },
     };
-    const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(config));
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: process.cwd(),
-      env: { ...process.env, DEPLOYER_CONFIG: file },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    url = `http://127.0.0.1:${port}`;
-    await waitForUrl(`${url}/healthz`, { what: 'the deployer child process', timeoutMs: 60_000 });
+    deployer = await startDeployerProcess(config, dir, port);
+    url = deployer.url;
   });
 
   afterAll(async () => {
-    if (child?.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await deployer?.stop();
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
@@ -107,7 +94,7 @@ describe('bounded load on GET / and GET /:service', () => {
   };
 
   it(`${REQUESTS} requests at concurrency ${CONCURRENCY}: no errors, RSS back within 20 % afterwards`, async () => {
-    const pid = child.pid ?? 0;
+    const pid = deployer?.child.pid ?? 0;
     const warm = await load(WARMUP, CONCURRENCY, request);
     expect(warm.failures).toEqual([]);
     const start = rssOf(pid);
@@ -125,13 +112,13 @@ describe('bounded load on GET / and GET /:service', () => {
     }
     console.info(`load: ${run.ok} requests ok; RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`);
     expect(end, `RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`).toBeLessThanOrEqual(limit);
-    expect(child.exitCode).toBeNull();
+    expect(deployer?.child.exitCode).toBeNull();
   }, 300_000);
 
   it('the child logged no secret', () => {
-    expect(output).toContain('listening');
-    expect(output).not.toContain(CI_SECRET);
-    expect(output).not.toContain(Buffer.from(`ci:${CI_SECRET}`).toString('base64'));
-    expect(output).not.toContain('repo-password-load-xyz');
+    expect(printed()).toContain('listening');
+    expect(printed()).not.toContain(CI_SECRET);
+    expect(printed()).not.toContain(Buffer.from(`ci:${CI_SECRET}`).toString('base64'));
+    expect(printed()).not.toContain('repo-password-load-xyz');
   });
 });

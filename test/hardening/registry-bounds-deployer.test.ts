@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +6,8 @@ import { ANSWER_LIMITS } from '../../src/registry/transport.js';
 import { basic, serviceRepo } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
 import { deploymentYaml } from '../env/manifests.js';
-import { freePort, waitForUrl } from '../env/processes.js';
+import { freePort } from '../env/processes.js';
+import { startDeployerProcess, type DeployerProcess } from './harness.js';
 import { HUGE, startHostileRegistry, stream, type Hostile } from './hostile-registry.js';
 
 /**
@@ -32,10 +32,10 @@ function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 describe("a read token's GET /:service/tags against a hostile registry, in the deployer's process", () => {
-  let child: ChildProcess;
+  let deployer: DeployerProcess | undefined;
+  const printed = (): string => deployer?.output() ?? '';
   let url = '';
   let dir = '';
-  let output = '';
   let huge: Hostile;
   let redirecting: Hostile;
   let elsewhere: Hostile;
@@ -77,25 +77,12 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
       kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
       cache: { dir: join(dir, 'cache') },
     };
-    const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: process.cwd(),
-      env: { ...process.env, DEPLOYER_CONFIG: file },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    url = `http://127.0.0.1:${port}`;
-    await waitForUrl(`${url}/healthz`, { what: 'the deployer child process', timeoutMs: 60_000 });
+    deployer = await startDeployerProcess(config, dir, port);
+    url = deployer.url;
   });
 
   afterAll(async () => {
-    if (child?.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await deployer?.stop();
     await Promise.all([huge, redirecting, elsewhere].map((s) => s?.close()));
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
@@ -107,7 +94,7 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
   };
 
   it('three 400 MB tag lists at once: each a 502 naming the registry and the limit; peak RSS stays below 400 MiB', async () => {
-    const pid = child.pid ?? 0;
+    const pid = deployer?.child.pid ?? 0;
     const before = statusField(pid, 'VmHWM');
     const answers = await Promise.all([tags(bigService), tags(bigService), tags(bigService)]);
 
@@ -131,7 +118,7 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
     expect(peak).toBeLessThan(PEAK_TARGET);
     // Three bounded lists in flight, not three bodies of 400 MB (which took it past 1.7 GB).
     expect(peak - before).toBeLessThan(GROWTH_BOUND);
-    expect(child.exitCode).toBeNull();
+    expect(deployer?.child.exitCode).toBeNull();
   });
 
   it('a redirect to another host: 502 naming the redirect, nothing asked of that host, nothing of its body shown', async () => {
@@ -147,8 +134,8 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
   });
 
   it('the child logged no secret and lived', () => {
-    expect(output).not.toContain(SECRET);
-    expect(output).not.toContain('SECRET-FROM-ELSEWHERE');
-    expect(child.exitCode).toBeNull();
+    expect(printed()).not.toContain(SECRET);
+    expect(printed()).not.toContain('SECRET-FROM-ELSEWHERE');
+    expect(deployer?.child.exitCode).toBeNull();
   });
 });
