@@ -127,16 +127,22 @@ export interface LiveDeployment {
   readonly selector: Readonly<Record<string, string>>;
   /** The images of the pod template's containers and init containers, as applied. */
   readonly images: readonly string[];
-  /** `spec.replicas` (1 when unset, as the apiserver defaults it). */
-  readonly desired: number;
+  readonly replicas: Replicas;
   readonly status: {
     readonly observedGeneration: number;
-    readonly replicas: number;
-    readonly updated: number;
-    readonly ready: number;
-    readonly available: number;
     readonly conditions: readonly DeploymentCondition[];
   };
+}
+
+/** A Deployment's replica counts, as `GET /:service` and the rollout verdict show them. */
+export interface Replicas {
+  /** `spec.replicas` (1 when unset, as the apiserver defaults it). */
+  readonly desired: number;
+  readonly ready: number;
+  readonly updated: number;
+  readonly available: number;
+  /** Pods of every revision (`status.replicas`): more than desired while a rollout replaces old pods. */
+  readonly total: number;
 }
 
 export interface LiveReplicaSet {

@@ -4,7 +4,7 @@ import { InputError } from '../errors.js';
 import { nameOf, parseImageRef } from '../registry/image-ref.js';
 import { readKey, type Keys } from '../core/keys.js';
 import { canaryName } from './rewrite.js';
-import type { DeployKind, KubeObject, LiveDeployment } from '../core/types.js';
+import type { DeployKind, KubeObject, LiveDeployment, Replicas } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
 
 /**
@@ -29,15 +29,6 @@ export interface LiveVersion {
   /** ISO 8601. */
   readonly deployedAt?: string | undefined;
   readonly requestId?: string | undefined;
-}
-
-export interface Replicas {
-  readonly desired: number;
-  readonly ready: number;
-  readonly updated: number;
-  readonly available: number;
-  /** Pods of every revision: more than desired while a rollout replaces old pods. */
-  readonly total: number;
 }
 
 export interface TrackState {
@@ -224,14 +215,8 @@ export async function recordPrevious(
   );
 }
 
-/** A Deployment's replicas as `GET /:service` and the rollout verdict show them. */
-export function replicasOf(d: LiveDeployment): Replicas {
-  const s = d.status;
-  return { desired: d.desired, ready: s.ready, updated: s.updated, available: s.available, total: s.replicas };
-}
-
 function trackOf(keys: Keys, d: LiveDeployment): TrackState {
-  return { name: d.name, version: versionOf(keys, d), images: d.images, replicas: replicasOf(d) };
+  return { name: d.name, version: versionOf(keys, d), images: d.images, replicas: d.replicas };
 }
 
 /** Time since `iso`, in whole seconds; undefined for a missing or unreadable time. */

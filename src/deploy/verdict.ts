@@ -1,7 +1,6 @@
 import { sleep } from '../core/util.js';
 import { POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION } from '../core/keys.js';
-import { replicasOf, type Replicas } from './state.js';
-import type { LiveDeployment, LivePod, ObjectResult } from '../core/types.js';
+import type { LiveDeployment, LivePod, ObjectResult, Replicas } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
 
 /**
@@ -64,28 +63,28 @@ export function doomOf(pod: LivePod): string | undefined {
  * ReplicaSet is doomed (`newPods`, undefined when not looked at).
  */
 export function judge(d: LiveDeployment, newPods: readonly LivePod[] | undefined): DeploymentVerdict {
-  const at = { namespace: d.namespace, name: d.name, replicas: replicasOf(d) };
-  const s = d.status;
-  const observed = s.observedGeneration >= d.generation;
+  const at = { namespace: d.namespace, name: d.name, replicas: d.replicas };
+  const r = d.replicas;
+  const observed = d.status.observedGeneration >= d.generation;
   if (observed) {
-    const deadline = s.conditions.find((c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded');
+    const deadline = d.status.conditions.find((c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded');
     if (deadline !== undefined) {
       return { ...at, state: 'failed', reason: `ProgressDeadlineExceeded${deadline.message === undefined ? '' : `: ${deadline.message}`}` };
     }
-    if (s.updated === d.desired && s.available === d.desired && s.replicas === d.desired) {
-      return { ...at, state: 'done', reason: `${s.available}/${d.desired} available` };
+    if (r.updated === r.desired && r.available === r.desired && r.total === r.desired) {
+      return { ...at, state: 'done', reason: `${r.available}/${r.desired} available` };
     }
   }
   if (newPods !== undefined && newPods.length > 0) {
     const dooms = newPods.map(doomOf);
     if (dooms.every((r) => r !== undefined)) return { ...at, state: 'failed', reason: dooms.join('; ') };
   }
-  const old = Math.max(s.replicas - s.updated, 0);
+  const old = Math.max(r.total - r.updated, 0);
   return {
     ...at,
     state: 'progressing',
     reason: observed
-      ? `${s.updated}/${d.desired} updated, ${s.available} available${old > 0 ? `, ${old} old` : ''}`
+      ? `${r.updated}/${r.desired} updated, ${r.available} available${old > 0 ? `, ${old} old` : ''}`
       : 'the controller has not seen the new spec yet',
   };
 }

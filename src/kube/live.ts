@@ -180,15 +180,14 @@ function deploymentOf(d: z.output<typeof DeploymentItem>, namespace: string): Li
     annotations: d.metadata.annotations ?? {},
     selector: d.spec?.selector?.matchLabels ?? {},
     images,
-    desired: d.spec?.replicas ?? 1,
-    status: {
-      observedGeneration: s?.observedGeneration ?? 0,
-      replicas: s?.replicas ?? 0,
-      updated: s?.updatedReplicas ?? 0,
+    replicas: {
+      desired: d.spec?.replicas ?? 1,
       ready: s?.readyReplicas ?? 0,
+      updated: s?.updatedReplicas ?? 0,
       available: s?.availableReplicas ?? 0,
-      conditions: s?.conditions ?? [],
+      total: s?.replicas ?? 0,
     },
+    status: { observedGeneration: s?.observedGeneration ?? 0, conditions: s?.conditions ?? [] },
   };
 }
 

@@ -35,8 +35,8 @@ function live(overrides: Partial<LiveDeployment> & { tag?: string; commit?: stri
     },
     selector: { app: 'shop' },
     images: [`${IMAGE}:${tag}@${digest}`, 'statsd/statsd:v0.10.2'],
-    desired: 2,
-    status: { observedGeneration: 2, replicas: 2, updated: 2, ready: 2, available: 2, conditions: [] },
+    replicas: { desired: 2, ready: 2, updated: 2, available: 2, total: 2 },
+    status: { observedGeneration: 2, conditions: [] },
     ...rest,
   };
 }
@@ -137,7 +137,7 @@ describe('serviceState', () => {
       tag: 'main-2222222',
       commit: C2,
       digest: D2,
-      desired: 1,
+      replicas: { desired: 1, ready: 1, updated: 1, available: 1, total: 1 },
       labels: { track: 'canary', 'deployer.internal/canary-of': 'shop' },
     });
     const withCanaryTrack = { ...canary, annotations: { ...canary.annotations, 'deployer.internal/track': 'canary', 'deployer.internal/deployed-at': '2024-05-06T08:00:00Z' } };
@@ -165,7 +165,7 @@ describe('judge: one Deployment of a rollout', () => {
     terminating: false,
     containers: [{ name: 'app', ready: waiting === undefined, restarts: 0, waiting }],
   });
-  const rolling = live({ status: { observedGeneration: 2, replicas: 3, updated: 1, ready: 2, available: 2, conditions: [] } });
+  const rolling = live({ replicas: { desired: 2, ready: 2, updated: 1, available: 2, total: 3 } });
 
   it.each([
     ['done: all updated and available, no old pod', live(), undefined, 'done', '2/2 available'],

@@ -34,8 +34,8 @@ function legacyDeployment(overrides: Partial<LiveDeployment> = {}): LiveDeployme
     },
     selector: { app: 'shop' },
     images: [`${IMAGE}:main-1111111@${D1}`],
-    desired: 1,
-    status: { observedGeneration: 1, replicas: 1, updated: 1, ready: 1, available: 1, conditions: [] },
+    replicas: { desired: 1, ready: 1, updated: 1, available: 1, total: 1 },
+    status: { observedGeneration: 1, conditions: [] },
     ...overrides,
   };
 }
