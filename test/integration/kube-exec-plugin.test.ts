@@ -63,6 +63,7 @@ describe('a kubeconfig with an exec plugin', () => {
     expect(error).toBeInstanceOf(UpstreamError);
     expect(error).toMatchObject({ system: 'kubernetes', status: 503 });
     // The plugin's own complaint is the useful part ("run gcloud auth login"); its stdout (a token) is not shown.
-    expect((error as Error).message).toBe(`cannot use the kubeconfig's credentials for ${kube.server}: secret-looking output`);
+    // (client-node passes stderr on as the plugin wrote it, its line break included.)
+    expect((error as Error).message.trimEnd()).toBe(`cannot use the kubeconfig's credentials for ${kube.server}: secret-looking output`);
   });
 });
