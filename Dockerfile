@@ -2,7 +2,7 @@
 # Build: docker build -t registry.example.com/deployer:main-$(git rev-parse --short=7 HEAD) .
 # There is no HEALTHCHECK: Kubernetes probes /healthz and /readyz (kubernetes/app/deployment.yaml).
 
-# Node's current LTS line on Debian 12, slim. The app needs Node >= 20.
+# Node's LTS line on Debian 12, slim: the line of .node-version, which CI tests on (package.json engines).
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build

@@ -9,6 +9,7 @@ const confined = [
   { name: 'fastify', folder: 'src/http' },
   { name: '@bugsnag/js', folder: 'src/report' },
   { name: '@slack/webhook', folder: 'src/report' },
+  { name: '@octokit/core', folder: 'src/report' },
 ];
 
 /**

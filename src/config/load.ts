@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { load as loadYaml } from 'js-yaml';
 import { z } from 'zod';
 import { FileConfig, ALL_ACTIONS, type Action, type SecretRef } from './schema.js';
+import { resolveNotifications, type ServiceNotifications } from './notifications.js';
 import { Secret } from './secret.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -22,8 +23,9 @@ export interface RepositoryCredentials {
 }
 
 type FileService = FileConfig['services'][string];
-export interface ServiceConfig extends Omit<FileService, 'repository'> {
+export interface ServiceConfig extends Omit<FileService, 'repository' | 'notifications'> {
   readonly name: string;
+  readonly notifications?: ServiceNotifications | undefined;
   readonly repository: Omit<FileService['repository'], 'credentials'> & {
     readonly credentials?: RepositoryCredentials | undefined;
   };
@@ -44,7 +46,7 @@ export interface Config extends Omit<FileConfig, 'tokens' | 'services' | 'regist
     readonly bugsnag?:
       | { apiKey: Secret; notifyEndpoint?: string | undefined; sessionsEndpoint?: string | undefined; releaseStage: string }
       | undefined;
-    readonly slack?: { webhookUrl: Secret; notifyOnSuccess: boolean } | undefined;
+    readonly slack?: { webhookUrl: Secret; channel?: string | undefined; notifyOnSuccess: boolean } | undefined;
   };
 }
 
@@ -141,6 +143,7 @@ export function parseConfig(raw: unknown, env: Env, options: { baseDir?: string 
                 knownHosts: opt(c.knownHosts, 'knownHosts'),
               },
       },
+      notifications: resolveNotifications(s.notifications, `services.${serviceName}.notifications`, secret),
     };
   }
 

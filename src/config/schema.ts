@@ -37,6 +37,46 @@ export const RepositoryCredentials = z.strictObject({
   knownHosts: SecretRef.optional(),
 });
 
+// --- Per-service notifications (issue #18 item 6) -------------------------------------------------------------------
+/** Where one service's deploys are reported, over the deployer-wide `reports`. */
+export const ServiceNotifications = z.strictObject({
+  /** Slack for this service: its own webhook and channel, over `reports.slack`. */
+  slack: z
+    .strictObject({
+      /** This service's incoming webhook; default: `reports.slack.webhookUrl`. */
+      webhookUrl: SecretRef.optional(),
+      /** `#channel` or `@user` (a legacy webhook posts there; an app's webhook posts to its own channel). */
+      channel: z.string().min(1).max(80).optional(),
+      /** Default: `reports.slack.notifyOnSuccess`. */
+      notifyOnSuccess: z.boolean().optional(),
+      /** false: no Slack message for this service at all. */
+      enabled: z.boolean().default(true),
+    })
+    .optional(),
+  /** GitHub deployments and commit statuses for a repository on GitHub or GitHub Enterprise. */
+  github: z
+    .strictObject({
+      /** A token that may write deployments and statuses (a fine-grained token or a GitHub App's, "Deployments" and "Commit statuses": write). */
+      token: SecretRef,
+      /** `OWNER/NAME`; default: read from the service's repository URL. */
+      repository: z
+        .string()
+        .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\/[A-Za-z0-9._-]+$/, 'OWNER/NAME')
+        .optional(),
+      /** The REST API's root; default from the repository's host: api.github.com, api.SUB.ghe.com, else https://HOST/api/v3. */
+      apiUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** The GitHub environment of stable deploys; a canary's is `ENVIRONMENT-canary`. */
+      environment: z
+        .string()
+        .min(1)
+        .max(240)
+        .regex(/^[^,;'"`<>]+$/, 'a GitHub environment name')
+        .default('production'),
+    })
+    .optional(),
+});
+// --- end of per-service notifications ---------------------------------------------------------------------------------
+
 export const ServiceConfig = z.strictObject({
   repository: z.strictObject({
     url: z.string().min(1),
@@ -55,6 +95,8 @@ export const ServiceConfig = z.strictObject({
   allowNamespaces: z.array(name).default([]),
   /** Whether the service's manifests may hold cluster-scoped objects (a repository must not grant itself rights). */
   allowClusterScoped: z.boolean().default(false),
+  /** Slack and GitHub for this service (issue #18 item 6). */
+  notifications: ServiceNotifications.optional(),
   /** This service's own limits, over `deploy.maxObjects` and `deploy.maxLockSeconds`. */
   limits: z
     .strictObject({
@@ -112,6 +154,8 @@ export const FileConfig = z.strictObject({
       slack: z
         .strictObject({
           webhookUrl: SecretRef,
+          /** `#channel` or `@user` for every message (a service's `notifications.slack.channel` wins). */
+          channel: z.string().min(1).max(80).optional(),
           notifyOnSuccess: z.boolean().default(false),
         })
         .optional(),

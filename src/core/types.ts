@@ -73,6 +73,11 @@ export interface DeployEvent {
    * deploy time), for the time to restore.
    */
   readonly failingSince?: string | undefined;
+  /**
+   * A rollback or promote: the canary it removed, if one ran, and whether it deployed a stable version (`commit` and
+   * `tag` are then that version, else the removed canary's). For reports that track stable and canary apart (GitHub).
+   */
+  readonly flow?: { readonly removedCanary?: { readonly commit: string; readonly tag: string } | undefined; readonly deployedStable: boolean } | undefined;
   /** On failure: what the caller was answered (the error's class, its safe message and the HTTP status). */
   readonly error?: { readonly name: string; readonly message: string; readonly status: number } | undefined;
 }

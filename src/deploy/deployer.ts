@@ -41,6 +41,7 @@ interface Reportable<T> {
         readonly tag?: string | undefined;
         readonly facts?: Promise<CommitFacts | undefined>;
         readonly failingSince?: string | undefined;
+        readonly flow?: DeployEvent['flow'];
       }
     | undefined;
 }
@@ -153,7 +154,8 @@ export class Deployer implements DeployService {
         return { answer };
       }
       const version = done.deployed ?? done.removed;
-      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts, failingSince: done.failingSince } };
+      const moved = { removedCanary: done.result.canary, deployedStable: done.deployed !== undefined };
+      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts, failingSince: done.failingSince, flow: moved } };
     });
   }
 
@@ -182,6 +184,7 @@ export class Deployer implements DeployService {
           deletions: facts?.deletions,
           committedAt: facts?.date,
           failingSince: event.failingSince,
+          flow: event.flow,
         });
       }
       return answer;

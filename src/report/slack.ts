@@ -6,6 +6,8 @@ import type { Notifier } from '../core/ports.js';
 
 export interface SlackOptions {
   readonly webhookUrl: Secret;
+  /** `#channel` or `@user`; a legacy webhook posts there, an app's webhook posts to its own channel whatever it says. */
+  readonly channel?: string | undefined;
   readonly notifyOnSuccess: boolean;
   /** Each message gives up after this long (the request is aborted). */
   readonly timeoutMs: number;
@@ -23,7 +25,7 @@ export function createSlackNotifier(options: SlackOptions): Notifier {
   });
   const send = async (text: string): Promise<void> => {
     try {
-      await webhook.send({ text, unfurl_links: false, unfurl_media: false });
+      await webhook.send({ text, unfurl_links: false, unfurl_media: false, ...(options.channel === undefined ? {} : { channel: options.channel }) });
     } catch (err) {
       throw describeSlackError(err);
     }

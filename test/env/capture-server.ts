@@ -13,7 +13,10 @@ export interface CapturedRequest {
   readonly body: unknown;
 }
 
-/** `ok`: 200 "ok"; `error`: the given status (default 500) with a short body; `hang`: read the request, never answer. */
+/**
+ * `ok`: 200 "ok", or what the server's `answer` says; `error`: the given status (default 500) with a short body;
+ * `hang`: read the request, never answer.
+ */
 export type CaptureMode = 'ok' | 'error' | 'hang';
 
 export interface CaptureServer {
@@ -30,11 +33,14 @@ export interface CaptureServer {
   close(): Promise<void>;
 }
 
+/** A JSON answer for an API that must answer more than "ok" (GitHub's ids); undefined: the plain 200 "ok". */
+export type CaptureAnswer = (request: CapturedRequest) => { status: number; body: unknown } | undefined;
+
 /**
- * A loopback HTTP server standing in for an outside service (Bugsnag, Slack, a webhook receiver): it records
+ * A loopback HTTP server standing in for an outside service (Bugsnag, Slack, GitHub, a webhook receiver): it records
  * every request and answers as told, so a test can point a real client library at it and look at what was sent.
  */
-export async function startCaptureServer(): Promise<CaptureServer> {
+export async function startCaptureServer(options: { answer?: CaptureAnswer } = {}): Promise<CaptureServer> {
   const requests: CapturedRequest[] = [];
   const waiters: Array<{ count: number; resolve: (r: CapturedRequest[]) => void }> = [];
   let mode: CaptureMode = 'ok';
@@ -51,7 +57,8 @@ export async function startCaptureServer(): Promise<CaptureServer> {
       } catch {
         body = undefined;
       }
-      requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, raw, body });
+      const request = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, raw, body };
+      requests.push(request);
       for (const w of [...waiters]) {
         if (requests.length >= w.count) {
           waiters.splice(waiters.indexOf(w), 1);
@@ -61,6 +68,11 @@ export async function startCaptureServer(): Promise<CaptureServer> {
       if (mode === 'hang') return;
       if (mode === 'error') {
         res.writeHead(errorStatus, { 'content-type': 'text/plain' }).end('capture server told to fail');
+        return;
+      }
+      const answer = options.answer?.(request);
+      if (answer !== undefined) {
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
         return;
       }
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');

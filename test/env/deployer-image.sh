@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 
 out=${1:?usage: deployer-image.sh OCI_DIR}
 cache=${DEPLOYER_TESTENV_CACHE:-$HOME/.cache/deployer-testenv}
-node_version=24.22.3
+# The Node of CI (.node-version), so that the image the tests run is the Node the suite was checked on.
+node_version=$(tr -d '[:space:]' <.node-version)
 npm_version=10.9.4
 base="localhost/deployer-node-base:bookworm-node$node_version-2"
 store=(--root "$cache/containers/storage" --runroot "$cache/containers/run" --storage-driver overlay)

@@ -16,6 +16,8 @@ const EXAMPLE_ENV = {
   REGISTRY_PASSWORD: 'registry-password',
   BUGSNAG_API_KEY: 'bugsnag-key',
   SLACK_WEBHOOK_URL: 'https://hooks.slack.invalid/x',
+  API_SLACK_WEBHOOK_URL: 'https://hooks.slack.invalid/api',
+  API_GITHUB_TOKEN: 'github-token-from-env',
 };
 
 interface Started {

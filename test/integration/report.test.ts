@@ -288,6 +288,9 @@ describe('createNotifier with the real Bugsnag and Slack clients', () => {
   });
 
   it('gives up on a hanging Bugsnag and Slack after the bound and logs both', async () => {
+    // The clients loaded beforehand, so that the bound is spent waiting for the servers, not importing the
+    // libraries (which, on a loaded machine, can take longer than the bound itself).
+    await Promise.all([import('../../src/report/bugsnag.js'), import('../../src/report/slack.js')]);
     bugsnag.setMode('hang');
     slack.setMode('hang');
     const notifier = createNotifier({ config: config(), logger, timeoutMs: 300 });

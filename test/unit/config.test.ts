@@ -192,6 +192,8 @@ describe('loadConfig', () => {
       REGISTRY_PASSWORD: 'f',
       BUGSNAG_API_KEY: 'g',
       SLACK_WEBHOOK_URL: 'h',
+      API_SLACK_WEBHOOK_URL: 'i',
+      API_GITHUB_TOKEN: 'j',
     };
     const config = loadConfig(env);
     expect(Object.keys(config.tokens)).toEqual(['ci', 'ops']);
@@ -200,6 +202,12 @@ describe('loadConfig', () => {
     expect(config.services['legacy-web']?.repository.type).toBe('svn');
     expect(config.registries['127.0.0.1:5000']?.insecure).toBe(true);
     expect(config.reports.slack?.webhookUrl.reveal()).toBe('h');
+    const notifications = config.services['api']?.notifications;
+    expect(notifications?.slack).toMatchObject({ channel: '#api-deploys', notifyOnSuccess: true, enabled: true });
+    expect(notifications?.slack?.webhookUrl?.reveal()).toBe('i');
+    expect(notifications?.github).toMatchObject({ repository: 'acme/api', environment: 'production' });
+    expect(notifications?.github?.token.reveal()).toBe('j');
+    expect(JSON.stringify(notifications)).not.toMatch(/"(i|j)"/);
   });
 });
 
@@ -208,16 +216,18 @@ describe('a start names every problem at once', () => {
     expect(() => loadConfig({ DEPLOYER_CONFIG: 'config.example.yaml' })).toThrow(
       new ConfigError(
         [
-          '8 problems in the configuration:',
+          '10 problems in the configuration:',
           '  tokens.ci.secret: environment variable DEPLOYER_TOKEN_CI is not set',
           '  tokens.ops.secret: environment variable DEPLOYER_TOKEN_OPS is not set',
           '  services.api.repository.credentials.password: environment variable API_REPO_PASSWORD is not set',
           '  services.api.repository.credentials.token: environment variable API_REPO_TOKEN is not set',
+          '  services.api.notifications.slack.webhookUrl: environment variable API_SLACK_WEBHOOK_URL is not set',
+          '  services.api.notifications.github.token: environment variable API_GITHUB_TOKEN is not set',
           '  services.legacy-web.repository.credentials.password: environment variable LEGACY_WEB_SVN_PASSWORD is not set',
           '  registries.registry.example.com.password: environment variable REGISTRY_PASSWORD is not set',
           '  reports.bugsnag.apiKey: environment variable BUGSNAG_API_KEY is not set',
           '  reports.slack.webhookUrl: environment variable SLACK_WEBHOOK_URL is not set',
-          'unset environment variables: DEPLOYER_TOKEN_CI DEPLOYER_TOKEN_OPS API_REPO_PASSWORD API_REPO_TOKEN LEGACY_WEB_SVN_PASSWORD REGISTRY_PASSWORD BUGSNAG_API_KEY SLACK_WEBHOOK_URL',
+          'unset environment variables: DEPLOYER_TOKEN_CI DEPLOYER_TOKEN_OPS API_REPO_PASSWORD API_REPO_TOKEN API_SLACK_WEBHOOK_URL API_GITHUB_TOKEN LEGACY_WEB_SVN_PASSWORD REGISTRY_PASSWORD BUGSNAG_API_KEY SLACK_WEBHOOK_URL',
         ].join('\n'),
       ),
     );
