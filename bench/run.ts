@@ -5,7 +5,8 @@
  * Scenarios: warm deploy, cold deploy by repository size, 100 concurrent deploys over 20 services, memory of the
  * deployer's own process, canary and rollback, and a per-step profile of the engine to say where the time goes.
  * Counts and sizes can be lowered for a quick try: BENCH_WARM_RUNS, BENCH_BASELINE_RUNS, BENCH_COLD_SAMPLES,
- * BENCH_SIZES_MIB (e.g. "10,200"), BENCH_CONCURRENT_SERVICES, BENCH_CANARY_RUNS, BENCH_PROFILE_RUNS; BENCH_KEEP=1
+ * BENCH_SIZES_MIB (e.g. "10,200"), BENCH_CONCURRENT_SERVICES, BENCH_CANARY_RUNS, BENCH_PROFILE_RUNS, BENCH_LOAD_RUNS and
+ * BENCH_LOAD_BASELINE_RUNS (the hardening load, bench/hardening-load.ts); BENCH_KEEP=1
  * keeps the scratch directory (logs, repositories).
  *
  * Not a test: nothing here asserts a duration; a missed target is reported, and the exit code stays 0 unless the
@@ -18,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { parseConfig } from '../src/config/load.js';
+import { measureHardeningLoad } from './hardening-load.js';
 import { Baseline, urlWithCredentials } from './lib/baseline.js';
 import { startDeployerProcess, sampleMax, type DeployerProcess } from './lib/deployer-process.js';
 import { alias, bigRepo, createNamespaces, newVersion, run, serviceRepo, tagOf, type BenchRepo } from './lib/fixtures.js';
@@ -52,6 +54,8 @@ const SETTINGS = {
   concurrentPerService: envInt('BENCH_CONCURRENT_PER_SERVICE', 5),
   canaryRuns: envInt('BENCH_CANARY_RUNS', 10),
   profileRuns: envInt('BENCH_PROFILE_RUNS', 20),
+  loadRuns: envInt('BENCH_LOAD_RUNS', 3),
+  loadBaselineRuns: envInt('BENCH_LOAD_BASELINE_RUNS', 5),
   keep: process.env['BENCH_KEEP'] === '1',
 };
 
@@ -660,6 +664,12 @@ async function main(): Promise<void> {
     }
     const overallPeak = d.peak();
     rows.push({ section: 'Memory', figure: 'deployer peak RSS over the whole bench (VmHWM at the end, includes cold runs)', bytes: overallPeak });
+
+    // ---- the hardening load (bench/hardening-load.ts), in a deployer process of its own -------------------------
+    const loadDir = join(base, 'hardening-load');
+    mkdirSync(loadDir, { recursive: true });
+    const hardening = await measureHardeningLoad({ dir: loadDir, kube, registry, git, runs: SETTINGS.loadRuns, baselineRuns: SETTINGS.loadBaselineRuns, say });
+    rows.push(...hardening.rows);
 
     // ---- per-step profile ------------------------------------------------------------------------------------
     say(`profile: ${SETTINGS.profileRuns} warm deploys and one cold deploy per size through the engine in this process`);

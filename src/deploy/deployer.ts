@@ -103,8 +103,10 @@ export class Deployer implements DeployService {
 
   async tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {
     const { source, registry } = this.#deps;
-    const commit = await source.resolve(service, ref ?? service.repository.defaultBranch);
-    const objects = await manifestsAt(source, service, commit);
+    // A read: its fetches go after every deploy's, and only a few may wait (503 beyond), so reads cannot stall deploys.
+    const read = { purpose: 'read' } as const;
+    const commit = await source.resolve(service, ref ?? service.repository.defaultBranch, read);
+    const objects = await manifestsAt(source, service, commit, read);
     return Promise.all(
       untaggedImages(objects).map(async (original) => ({ image: original, tags: (await registry.tags(parseImageRef(original))).sort() })),
     );

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Keys } from '../core/keys.js';
-import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
+import type { Cluster, LiveReader, ReadOptions, Registry, Source } from '../core/ports.js';
 import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
@@ -246,9 +246,9 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
   return results;
 }
 
-/** The objects of a service's manifests directory at `commit`. */
-export async function manifestsAt(source: Source, service: ServiceConfig, commit: string): Promise<KubeObject[]> {
-  const files = await source.filesAt(service, commit);
+/** The objects of a service's manifests directory at `commit`; a read (`GET /:service/tags`) says so in `options`. */
+export async function manifestsAt(source: Source, service: ServiceConfig, commit: string, options?: ReadOptions): Promise<KubeObject[]> {
+  const files = await source.filesAt(service, commit, options);
   return parseManifests(files, service.manifestsDir).map((m) => m.object);
 }
 

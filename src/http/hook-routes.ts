@@ -1,9 +1,9 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { DeployService, FlowResult } from '../deploy/types.js';
-import { AuthError, BusyError, DeployerError, InputError, UnavailableError } from '../errors.js';
-import { authorize, mayAccess, type Principal } from './auth.js';
+import { AuthError, BusyError, DeployerError, InputError } from '../errors.js';
+import { mayAccess, type Principal } from './auth.js';
 import { CommitRef, ImageTag } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { Caller } from '../core/types.js';
@@ -16,7 +16,8 @@ import type { Caller } from '../core/types.js';
  * 4xx is a lost rollback. So the answer is 200 with a result per alert — an unknown service, a service outside the
  * token's scope and nothing to roll back are results, not failures of the notification — except 503 (with
  * Retry-After) when the rollback of a known, permitted service could not run yet: its lock is busy, or git, the
- * registry or the apiserver is down. Then the notification is sent again.
+ * registry or the apiserver is down. Then the notification is sent again. The generic hook carries one item and
+ * answers its one result by the same rule.
  */
 
 /** What a monitor told to retry is asked to wait. */
@@ -83,6 +84,21 @@ interface ServiceOutcome {
   readonly message: string;
   /** Whether the rollback could not run yet (busy, an upstream down): the notification is answered 503, to be sent again. */
   readonly retry: boolean;
+  /** What the rollback did, when it ran. */
+  readonly done?: FlowResult | undefined;
+}
+
+/**
+ * The generic hook's answer: its one item's result; when the rollback ran, with everything `PUT /SERVICE/rollback`
+ * answers (outcome, versions, objects).
+ */
+export type GenericHookView = { readonly service: string; readonly result: AlertResult; readonly message: string } & Partial<FlowResult>;
+
+/** The version a generic hook names, if any (an Alertmanager alert names none: its rollback removes the canary). */
+interface Target {
+  readonly commit?: string | undefined;
+  readonly tag?: string | undefined;
+  readonly to?: 'previous' | undefined;
 }
 
 export interface HookRouteDeps {
@@ -110,7 +126,7 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
     }
   };
 
-  const rollBack = async (request: FastifyRequest, principal: Principal, name: string): Promise<ServiceOutcome> => {
+  const rollBack = async (request: FastifyRequest, principal: Principal, name: string, target: Target = {}): Promise<ServiceOutcome> => {
     if (!Object.hasOwn(config.services, name)) return { result: 'unknown-service', message: `service "${name}" is not configured`, retry: false };
     if (!mayAccess(principal, 'rollback', name)) {
       return { result: 'forbidden', message: `token "${principal.token}" may not rollback service "${name}"`, retry: false };
@@ -118,19 +134,26 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
     try {
       const done = await deployer.rollback({
         service: deps.serviceNamed(name),
+        ...target,
         mayDeploy: deps.mayDeploy(request, name),
         caller: deps.callerOf(request),
         requestId: request.id,
       });
-      return { result: done.outcome === 'nothing-to-roll-back' ? 'nothing-to-roll-back' : 'rolled-back', message: done.message, retry: false };
+      return { result: done.outcome === 'nothing-to-roll-back' ? 'nothing-to-roll-back' : 'rolled-back', message: done.message, retry: false, done };
     } catch (err) {
       // Answered here, not by the error handler, which would have logged it.
       const status = err instanceof DeployerError ? err.status : 500;
       const retry = retryable(err);
       request.log[status >= 500 ? 'error' : 'warn']({ err, service: name, status, retry }, 'rollback from a monitor hook failed');
+      // A version only the deploy scope may deploy (a rollback token may only go back): outside the scope, a result.
+      if (err instanceof AuthError) return { result: 'forbidden', message: err.message, retry: false };
       const message = err instanceof DeployerError && status < 500 ? err.message : `rollback failed (${status}); see the deployer's log`;
       return { result: 'failed', message: retry ? `${message}; send the alert again` : message, retry };
     }
+  };
+
+  const retryLater = (reply: FastifyReply): void => {
+    void reply.code(503).header('retry-after', String(HOOK_RETRY_AFTER_SECONDS));
   };
 
   api.post(
@@ -160,26 +183,21 @@ export function registerHookRoutes(api: HttpServer, deps: HookRouteDeps): void {
         if (outcome === undefined) return { ...base, result: 'ignored', message: `the alert has no "${label}" label` };
         return { ...base, service, result: outcome.result, message: outcome.message };
       });
-      if ([...outcomes.values()].some((o) => o.retry)) void reply.code(503).header('retry-after', String(HOOK_RETRY_AFTER_SECONDS));
+      if ([...outcomes.values()].some((o) => o.retry)) retryLater(reply);
       return { results };
     },
   );
 
-  api.post('/hooks/generic', { schema: { body: GenericHook } }, async (request): Promise<FlowResult> => {
+  api.post('/hooks/generic', { schema: { body: GenericHook } }, async (request, reply): Promise<GenericHookView> => {
     const principal = deps.principalOf(request);
     mayRollBack(principal);
     const { service: name, commit, tag, to } = request.body;
-    authorize(principal, 'rollback', name);
+    // A malformed notification stays a 400, as a malformed Alertmanager payload does: sending it again cannot help.
     if (to !== undefined && (commit !== undefined || tag !== undefined)) {
       throw new InputError('to=previous and a commit or tag exclude each other', { field: 'to' });
     }
-    const service = deps.serviceNamed(name);
-    try {
-      return await deployer.rollback({ service, commit, tag, to, mayDeploy: deps.mayDeploy(request, name), caller: deps.callerOf(request), requestId: request.id });
-    } catch (err) {
-      // Busy is "not yet", not "no": 503, so that the monitor sends it again.
-      if (err instanceof BusyError) throw new UnavailableError(err.message, { retryAfterSeconds: HOOK_RETRY_AFTER_SECONDS, detail: err.detail });
-      throw err;
-    }
+    const outcome = await rollBack(request, principal, name, { commit, tag, to });
+    if (outcome.retry) retryLater(reply);
+    return { ...outcome.done, service: name, result: outcome.result, message: outcome.message };
   });
 }

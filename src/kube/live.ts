@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import { refusal, type RequestContext } from './failures.js';
-import type { KubeTransport } from './transport.js';
+import { KUBE_ANSWER_LIMITS, type KubeTransport } from './transport.js';
 import type { LiveDeployment, LivePod, LiveReplicaSet } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
 
@@ -148,9 +148,18 @@ export class KubeLive implements LiveReader {
     const schema = List(item);
     const out: z.output<T>[] = [];
     let next: string | undefined;
+    let bytes = 0;
     do {
       const res = await this.#transport.send({ method: 'GET', path, query: { labelSelector, limit: '250', continue: next } });
       if (res.status !== 200) throw refusal(res, context);
+      bytes += res.bytes;
+      if (bytes > KUBE_ANSWER_LIMITS.list) {
+        throw new UpstreamError(
+          'kubernetes',
+          `the Kubernetes apiserver at ${this.#transport.server} listed more than ${KUBE_ANSWER_LIMITS.list / 1024 / 1024} MiB of ${resource} in namespace ${namespace} (${labelSelector})`,
+          { detail: { limitBytes: KUBE_ANSWER_LIMITS.list } },
+        );
+      }
       const list = schema.safeParse(res.body);
       if (!list.success) throw unexpected(`the list of ${context.resource} in ${context.namespace ?? ''}`, list.error);
       out.push(...(list.data.items as z.output<T>[]));

@@ -15,7 +15,16 @@ export interface KubeResponse {
   status: number;
   /** Parsed JSON, or the raw text when the body is not JSON. */
   body: unknown;
+  /** The body's size in bytes (a list adds its pages up). */
+  bytes: number;
 }
+
+/**
+ * The most the deployer reads of the apiserver, while it streams: one answer (an object is at most ~1.5 MiB in
+ * etcd; a page of a list at most 250 of them), and a list over all its pages (a service's Deployments, ReplicaSets
+ * or Pods, shaped by its repository). Beyond either the call fails (502) instead of the pod's memory.
+ */
+export const KUBE_ANSWER_LIMITS = { answer: 16 * 1024 * 1024, list: 32 * 1024 * 1024 } as const;
 
 export interface KubeRequest {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -86,7 +95,17 @@ export class KubeTransport {
       const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
       const request = send(url, options, (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          if (bytes > KUBE_ANSWER_LIMITS.answer) {
+            const limit = `${KUBE_ANSWER_LIMITS.answer / 1024 / 1024} MiB`;
+            reject(new UpstreamError('kubernetes', `the Kubernetes apiserver at ${this.server} answered more than ${limit} for ${what}`, { detail: { limitBytes: KUBE_ANSWER_LIMITS.answer } }));
+            request.destroy();
+            return;
+          }
+          chunks.push(c);
+        });
         res.on('error', (err) => reject(this.#networkError(what, err)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
@@ -96,7 +115,7 @@ export class KubeTransport {
           } catch {
             // not JSON (a proxy's error page): keep the text
           }
-          resolve({ status: res.statusCode ?? 0, body });
+          resolve({ status: res.statusCode ?? 0, body, bytes });
         });
       });
       const timeoutMs = req.timeoutMs ?? this.#timeoutMs;

@@ -441,14 +441,16 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
 
     const answer = await send(`${deployer.url}/hooks/generic`, { method: 'POST', auth: AS.monitor, json: { service: svc.name, action: 'rollback' } });
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-    expect(answer.body).toMatchObject({ message: `${svc.name} canary main-${short(c3)} is rolled back`, outcome: 'rolled-back', tag: `main-${short(c2)}` });
+    expect(answer.body).toMatchObject({ result: 'rolled-back', message: `${svc.name} canary main-${short(c3)} is rolled back`, outcome: 'rolled-back', tag: `main-${short(c2)}` });
     expect(await read('shop-canary')).toBeUndefined();
 
     const bad = await send(`${deployer.url}/hooks/generic`, { method: 'POST', auth: AS.monitor, json: { service: svc.name, action: 'promote' } });
     expect(bad.status).toBe(400);
     expect(bad.body).toEqual({ error: 'action must be "rollback"', field: 'action' });
     const foreign = await send(`${deployer.url}/hooks/generic`, { method: 'POST', auth: AS.monitor, json: { service: other, action: 'rollback' } });
-    expect(foreign.status).toBe(403);
+    // One hook rule: a service outside the token's scope is a result, not a 4xx a monitor would drop.
+    expect(foreign.status).toBe(200);
+    expect(foreign.body).toEqual({ service: other, result: 'forbidden', message: `token "monitor" may not rollback service "${other}"` });
   });
 
   it.each([

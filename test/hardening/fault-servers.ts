@@ -15,6 +15,8 @@ export interface ApiserverFront {
   readonly up: boolean;
   /** Requests forwarded so far, as `METHOD path?query`. */
   readonly seen: string[];
+  /** Requests answered so far, as `METHOD path?query STATUS` (the apiserver's status), in the order answered. */
+  readonly answered: string[];
   stop(): Promise<void>;
   start(): Promise<void>;
   /** Stops the front right after forwarding the answer to the first request `when` matches. */
@@ -27,6 +29,7 @@ export async function startApiserverFront(options: { upstream: string; certFile:
   const ca = readFileSync(options.certFile);
   const sockets = new Set<Socket>();
   const seen: string[] = [];
+  const answered: string[] = [];
   let trip: ((method: string, url: string) => boolean) | undefined;
   let up = false;
   let port = 0;
@@ -49,6 +52,7 @@ export async function startApiserverFront(options: { upstream: string; certFile:
       const url = req.url ?? '/';
       seen.push(`${method} ${url}`);
       res.on('finish', () => {
+        answered.push(`${method} ${url} ${res.statusCode}`);
         if (trip?.(method, url) === true) {
           trip = undefined;
           void front.stop();
@@ -81,6 +85,7 @@ export async function startApiserverFront(options: { upstream: string; certFile:
       return up;
     },
     seen,
+    answered,
     stop: () =>
       new Promise<void>((resolve) => {
         if (!up) return resolve();

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitForUrl } from '../env/processes.js';
 import { adminClient } from '../env/kube-helpers.js';
@@ -124,4 +124,23 @@ export async function startDeployerProcess(config: Record<string, unknown>, dir:
       await exited;
     },
   };
+}
+
+/** A process's resident memory now (VmRSS) or at its peak so far (VmHWM), in bytes, from /proc/PID/status. */
+export function memoryOf(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  if (kb === undefined) throw new Error(`no ${field} for ${pid}`);
+  return Number(kb) * 1024;
+}
+
+/** The deployer's apiserver calls so far, from its /metrics: a count that stops growing once nothing polls. */
+export async function kubernetesCalls(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('deployer_upstream_call_duration_seconds_count{') && line.includes('system="kubernetes"')) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
 }

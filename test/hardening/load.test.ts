@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ground } from '../env/ground.js';
 import { freePort } from '../env/processes.js';
-import { startDeployerProcess, type DeployerProcess } from './harness.js';
+import { memoryOf, startDeployerProcess, type DeployerProcess } from './harness.js';
 import { basic } from '../e2e/setup.js';
 
 /**
@@ -20,13 +20,6 @@ const SERVICES = Array.from({ length: 20 }, (_, i) => `svc-${i}`);
 const WARMUP = 4_000;
 const REQUESTS = 3_000;
 const CONCURRENCY = 8;
-
-function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
-  if (kb === undefined) throw new Error(`no VmRSS for ${pid}`);
-  return Number(kb) * 1024;
-}
 
 interface LoadResult {
   ok: number;
@@ -97,7 +90,7 @@ describe('bounded load on GET / and GET /:service', () => {
     const pid = deployer?.child.pid ?? 0;
     const warm = await load(WARMUP, CONCURRENCY, request);
     expect(warm.failures).toEqual([]);
-    const start = rssOf(pid);
+    const start = memoryOf(pid, 'VmRSS');
 
     const run = await load(REQUESTS, CONCURRENCY, request);
     expect(run.failures.slice(0, 5)).toEqual([]);
@@ -105,10 +98,10 @@ describe('bounded load on GET / and GET /:service', () => {
 
     // Memory is given back lazily (V8 shrinks its heap after idle GCs): poll for a while before judging.
     const limit = start * 1.2;
-    let end = rssOf(pid);
+    let end = memoryOf(pid, 'VmRSS');
     for (let i = 0; i < 150 && end > limit; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      end = rssOf(pid);
+      end = memoryOf(pid, 'VmRSS');
     }
     console.info(`load: ${run.ok} requests ok; RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`);
     expect(end, `RSS ${(start / 2 ** 20).toFixed(1)} MiB after warm-up, ${(end / 2 ** 20).toFixed(1)} MiB after the run`).toBeLessThanOrEqual(limit);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { basic, serviceRepo } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
 import { deploymentYaml } from '../env/manifests.js';
 import { freePort } from '../env/processes.js';
-import { startDeployerProcess, type DeployerProcess } from './harness.js';
+import { memoryOf, startDeployerProcess, type DeployerProcess } from './harness.js';
 import { HUGE, startHostileRegistry, stream, type Hostile } from './hostile-registry.js';
 
 /**
@@ -24,12 +24,6 @@ const MiB = 1024 * 1024;
 const PEAK_TARGET = 400 * MiB;
 /** Three tags lists of at most 8 MiB each, with their parsed copies: well below one offered body. */
 const GROWTH_BOUND = 150 * MiB;
-
-function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
-  const kb = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  if (kb === undefined) throw new Error(`no ${field} for ${pid}`);
-  return Number(kb) * 1024;
-}
 
 describe("a read token's GET /:service/tags against a hostile registry, in the deployer's process", () => {
   let deployer: DeployerProcess | undefined;
@@ -95,7 +89,7 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
 
   it('three 400 MB tag lists at once: each a 502 naming the registry and the limit; peak RSS stays below 400 MiB', async () => {
     const pid = deployer?.child.pid ?? 0;
-    const before = statusField(pid, 'VmHWM');
+    const before = memoryOf(pid, 'VmHWM');
     const answers = await Promise.all([tags(bigService), tags(bigService), tags(bigService)]);
 
     for (const answer of answers) {
@@ -110,10 +104,10 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
     await Promise.all(huge.answers.map((a) => a.closed));
     expect(huge.answers).toHaveLength(3);
     for (const a of huge.answers) expect(a.written).toBeLessThan(ANSWER_LIMITS.tags + 32 * MiB);
-    const peak = statusField(pid, 'VmHWM');
+    const peak = memoryOf(pid, 'VmHWM');
     console.info(
       `registry bounds: peak RSS ${(before / MiB).toFixed(0)} MiB before, ${(peak / MiB).toFixed(0)} MiB after; ` +
-        `now ${(statusField(pid, 'VmRSS') / MiB).toFixed(0)} MiB`,
+        `now ${(memoryOf(pid, 'VmRSS') / MiB).toFixed(0)} MiB`,
     );
     expect(peak).toBeLessThan(PEAK_TARGET);
     // Three bounded lists in flight, not three bodies of 400 MB (which took it past 1.7 GB).

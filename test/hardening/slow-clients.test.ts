@@ -1,48 +1,12 @@
-import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, testConfig, type TestServer } from '../http/helpers.js';
+import { openConnection as open, trickleWrites as trickle, type Conversation } from './slow-client.js';
 
 /**
  * Finding 4 (its HTTP half): slow clients held connections open for minutes — no request, header or body timeout,
  * no connection cap — until file descriptors ran out. With real sockets on loopback: a trickling unauthenticated
  * body and trickling headers are cut by the server, and connections beyond the cap are closed at once.
  */
-
-interface Conversation {
-  readonly socket: Socket;
-  /** Everything the server sent. */
-  received(): string;
-  /** Resolves when the server (or the network) closed the connection. */
-  readonly closed: Promise<void>;
-}
-
-function open(url: string): Promise<Conversation> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: Number(port) });
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (text += chunk));
-    // A reset is a close too: the server ended the connection.
-    socket.on('error', () => undefined);
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
-    socket.once('connect', () => resolve({ socket, received: () => text, closed }));
-    socket.once('error', reject);
-  });
-}
-
-/** Writes `chunk` every `everyMs` until the socket closes or `times` writes were made; how many were made. */
-async function trickle(c: Conversation, chunk: string, everyMs: number, times: number): Promise<number> {
-  let written = 0;
-  let closed = false;
-  void c.closed.then(() => (closed = true));
-  while (!closed && written < times) {
-    c.socket.write(chunk);
-    written++;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return written;
-}
 
 describe('slow clients', () => {
   let server: TestServer;

@@ -5,6 +5,7 @@ import { deploymentYaml } from '../env/manifests.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { send, sleep } from '../e2e/flows-setup.js';
 import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import { kubernetesCalls } from './harness.js';
 
 /**
  * Finding 5: verdict waits outlived their callers (100 deploys with wait=30m from clients that hung up kept ~210
@@ -16,18 +17,6 @@ import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/
 const CI = basic('ci', 'ci-secret-wa1t5');
 /** A tag of no commit, for the service whose repository did not build the image. */
 const OTHER_TAG = 'release-candidate';
-
-/** The deployer's apiserver calls so far, from its /metrics. */
-async function kubernetesCalls(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('deployer_upstream_call_duration_seconds_count{') && line.includes('system="kubernetes"')) {
-      total += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return total;
-}
 
 describe('verdict waits', () => {
   let deployer: RunningDeployer;
