@@ -22,6 +22,9 @@ const KIND = /^[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$/;
 const RBAC_GROUP = 'rbac.authorization.k8s.io';
 const KUSTOMIZE_GROUP = 'kustomize.config.k8s.io';
 
+/** What to do with a file that is no object: the service's `exclude` option names it without moving it. */
+const KEEP_OUT = "keep it out of the manifests directory, or list it in the service's exclude globs (exclude: [GLOB])";
+
 const stringMap = z.record(z.string(), z.string()).nullish();
 
 /** What the deployer relies on; the rest is for the apiserver to judge (passthrough). */
@@ -53,7 +56,12 @@ export function validate(value: unknown, fail: (reason: string) => void): KubeOb
   }
   if (typeof record['apiVersion'] === 'string' && groupOf(record['apiVersion']) === KUSTOMIZE_GROUP) {
     // The most common file in a manifests directory that is no object (kustomize's own), so its refusal says what to do.
-    fail(`a ${String(record['kind'])} is kustomize's input, not a Kubernetes object (kubectl apply -f refuses it too): keep it out of the manifests directory`);
+    fail(`a ${String(record['kind'])} is kustomize's input, not a Kubernetes object (kubectl apply -f refuses it too): ${KEEP_OUT}`);
+    return undefined;
+  }
+  if (record['apiVersion'] === undefined && record['kind'] === undefined) {
+    // A Helm values file, a kustomize patch, an app's own settings: YAML, but not meant for the apiserver.
+    fail(`not a Kubernetes object (no apiVersion and no kind): ${KEEP_OUT}`);
     return undefined;
   }
   const result = ObjectSchema.safeParse(value);

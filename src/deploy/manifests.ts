@@ -13,6 +13,7 @@ import {
 import { ManifestError } from '../errors.js';
 import { asRecord, groupOf } from './pod-template.js';
 import { pathText, validate } from './manifest-objects.js';
+import { fileMatcher } from './globs.js';
 import type { KubeObject, ManifestFile } from '../core/types.js';
 
 /** Limits that keep a hostile repository from exhausting the deployer (every manifest comes from a repository). */
@@ -65,18 +66,21 @@ export interface ManifestProblem {
 /**
  * Reads the Kubernetes objects of every `*.yaml` / `*.yml` file below `manifestsDir` (relative to the repository
  * root; recursive), in the order `kubectl apply -R` would (path by path, each directory's entries sorted).
+ * Files matching an `exclude` glob (the service's, relative to `manifestsDir`; globs.ts) are not read.
  * Either every file is valid and all objects are returned, or `ManifestError` lists every problem of every file.
  */
 export function parseManifests(
   files: readonly ManifestFile[],
   manifestsDir: string,
   limits: Partial<ManifestLimits> = {},
+  exclude: readonly string[] = [],
 ): ManifestObject[] {
   const lim: ManifestLimits = { ...DEFAULT_MANIFEST_LIMITS, ...limits };
   const dir = normalizeDir(manifestsDir);
+  const excluded = fileMatcher(exclude);
   const chosen = files
     .map((file) => ({ file, path: posix.normalize(file.path) }))
-    .filter(({ path }) => isManifestPath(path, dir))
+    .filter(({ path }) => isManifestPath(path, dir) && !excluded(dir === '' ? path : path.slice(dir.length + 1)))
     .sort((a, b) => comparePaths(a.path, b.path));
 
   const problems: ManifestProblem[] = [];

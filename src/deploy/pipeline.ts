@@ -98,7 +98,7 @@ async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Locat
 
 async function readManifests(deps: PipelineDeps, plan: Located): Promise<Read> {
   const objects = await manifestsAt(deps.source, plan.service, plan.commit);
-  return { ...plan, objects, untagged: untaggedImages(objects).map((image) => parseImageRef(image)) };
+  return { ...plan, objects, untagged: untaggedImages(objects, plan.service.images).map((image) => parseImageRef(image)) };
 }
 
 /** Refuses, before anything else is asked of the registry or the cluster, too many objects and the deployer's own names. */
@@ -167,17 +167,26 @@ function rewriteFor(keys: Keys, plan: Versioned): Versioned {
     now: new Date().toISOString(),
     service: service.name,
     keys,
+    ownImages: service.images,
+    canaryReplicas: service.canary?.replicas,
   });
   // Defaults server-side apply needs before Kubernetes 1.21 (defaults.ts): only what is sent changes.
   const objects = applyOrder(withApiDefaults(rewritten)).map((o) => ownedBy(keys, o, service.name));
   if (objects.length === 0) {
     throw new ManifestError(
       plan.track === 'canary'
-        ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(version.commit)}: nothing to deploy as canary`
+        ? `${noCanaryReason(service)} in ${service.manifestsDir}/ at ${shortCommit(version.commit)}: nothing to deploy as canary ` +
+            '(a canary is a copy of each Deployment whose image CI builds per version: one written without a tag)'
         : `no objects in ${service.manifestsDir}/ at ${shortCommit(version.commit)}`,
     );
   }
   return { ...plan, objects };
+}
+
+function noCanaryReason(service: ServiceConfig): string {
+  return service.images === undefined
+    ? 'no Deployment with an untagged image'
+    : `no Deployment with an untagged image of this service (images: ${service.images.join(', ')})`;
 }
 
 /** Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it. */
@@ -249,7 +258,7 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
 /** The objects of a service's manifests directory at `commit`. */
 export async function manifestsAt(source: Source, service: ServiceConfig, commit: string): Promise<KubeObject[]> {
   const files = await source.filesAt(service, commit);
-  return parseManifests(files, service.manifestsDir).map((m) => m.object);
+  return parseManifests(files, service.manifestsDir, {}, service.exclude).map((m) => m.object);
 }
 
 function ownedBy(keys: Keys, object: KubeObject, service: string): KubeObject {
