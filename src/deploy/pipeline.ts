@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, Registry, Source } from '../core/ports.js';
-import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
+import type { CommitFacts, ImageRef, KubeObject, LabelledObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
 import { ownersOf, refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
@@ -14,6 +14,8 @@ import { untaggedImages } from './pod-template.js';
 import { applyOrder } from './order.js';
 import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
+import { planJobs, replaceJobs } from './jobs.js';
+import { planPrune, prune } from './prune.js';
 import type { DeployedImage, DeployRequest } from './types.js';
 import { refOf, versionAt, type ResolvedVersion } from './versions.js';
 
@@ -74,10 +76,33 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
     deadline.check('the ownership check');
     const guarded = await guard(deps, remembered);
     deadline.check('the dry-run');
-    const checked = await dryRun(deps, guarded);
+    const changes = await planChanges(deps, guarded);
+    const checked = await dryRun(deps, changes.plan);
     deadline.check('the apply');
-    return apply(deps, checked);
+    return completeChanges(deps, changes, await apply(deps, checked));
   });
+}
+
+/** What a deploy changes besides applying: Jobs to replace (jobs.ts) and objects to prune (prune.ts). */
+interface Changes {
+  /** The plan without the Jobs to replace. */
+  readonly plan: Versioned;
+  readonly replace: readonly KubeObject[];
+  readonly prune: readonly LabelledObject[];
+}
+
+/** Before the dry-run: decides and dry-runs the Job replacements and the pruning, refusing before anything is applied. */
+async function planChanges(deps: PipelineDeps, plan: Versioned): Promise<Changes> {
+  const jobs = await planJobs(deps.cluster, plan.service, plan.objects);
+  const pruning = await planPrune(deps, plan.service, plan.track, plan.objects);
+  return { plan: { ...plan, objects: jobs.objects }, replace: jobs.replace, prune: pruning };
+}
+
+/** After a successful apply: replaces the Jobs, then prunes; the answer lists both. */
+async function completeChanges(deps: PipelineDeps, changes: Changes, applied: Applied): Promise<Applied> {
+  const replaced = await replaceJobs(deps.cluster, changes.replace);
+  const pruned = await prune(deps, changes.plan.service.name, changes.prune);
+  return { ...applied, results: [...applied.results, ...replaced, ...pruned] };
 }
 
 async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Located> {
