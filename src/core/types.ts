@@ -144,6 +144,8 @@ export interface LiveDeployment {
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
   readonly selector: Readonly<Record<string, string>>;
+  /** The pod template's labels (read where a decision needs them: the original deployer's canaries). */
+  readonly podLabels?: Readonly<Record<string, string>> | undefined;
   /** The images of the pod template's containers and init containers, as applied. */
   readonly images: readonly string[];
   /** `spec.replicas` (1 when unset, as the apiserver defaults it). */

@@ -16,6 +16,7 @@ import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
 import { planJobs, replaceJobs } from './jobs.js';
 import { planPrune, prune } from './prune.js';
+import { isOriginalCanary } from './original-canary.js';
 import type { DeployedImage, DeployRequest } from './types.js';
 import { refOf, versionAt, type ResolvedVersion } from './versions.js';
 
@@ -256,7 +257,8 @@ async function apply(deps: PipelineDeps, plan: Versioned): Promise<Applied> {
 
 /**
  * Removes the canaries of the stable Deployments about to be applied: only those this service deployed (by the
- * ownership annotation), so a Deployment that merely has the name `NAME-canary` is never deleted.
+ * ownership annotation), or the original deployer's (original-canary.ts), so a Deployment that merely has the name
+ * `NAME-canary` is never deleted.
  */
 async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<ObjectResult[]> {
   const { service } = plan;
@@ -269,12 +271,20 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
     }));
   if (candidates.length === 0) return [];
   const owners = await ownersOf(deps, candidates);
+  const stables = plan.objects.filter((o) => o.kind === 'Deployment');
   const byNamespace = new Map<string, string[]>();
-  candidates.forEach((c, i) => {
-    if (owners[i] !== service.name) return;
+  for (const [i, c] of candidates.entries()) {
     const ns = c.metadata.namespace ?? service.namespace;
+    // Unannotated: only a canary the original deployer left (original-canary.ts).
+    const stable = stables[i];
+    if (owners[i] === undefined && stable !== undefined) {
+      const live = await deps.live.getDeployment(ns, c.metadata.name);
+      if (live === undefined || !isOriginalCanary(live, stable)) continue;
+    } else if (owners[i] !== service.name) {
+      continue;
+    }
     byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
-  });
+  }
   const results: ObjectResult[] = [];
   for (const [ns, names] of byNamespace) results.push(...(await deps.cluster.deleteDeployments(ns, names)));
   return results;
