@@ -77,6 +77,8 @@ export interface Cluster {
     objects: readonly ObjectRef[],
     options: { readonly dryRun: boolean; readonly propagation: 'Background' | 'Foreground'; readonly action: ObjectAction },
   ): Promise<ObjectResult[]>;
+  /** The apiVersions of `apiVersion`'s group in which the cluster serves `kind` (empty: none, or no such group). */
+  servedVersions(apiVersion: string, kind: string): Promise<string[]>;
   /** Resolves once the object no longer exists; `UpstreamError` (504) after `timeoutMs`. */
   waitGone(object: ObjectRef, timeoutMs: number): Promise<void>;
 }

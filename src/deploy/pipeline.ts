@@ -158,7 +158,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
     const { kind, metadata } = object;
     const scope = await deps.cluster.scopeOf(object.apiVersion, kind);
     if (scope === undefined) {
-      refused.push({ kind, name: metadata.name, reason: `unknown kind ${object.apiVersion}/${kind}` });
+      refused.push({ kind, name: metadata.name, reason: await unservedReason(deps.cluster, object.apiVersion, kind) });
     } else if (!scope.namespaced) {
       if (service.allowClusterScoped) placed.push(object);
       else refused.push({ kind, name: metadata.name, reason: `cluster-scoped ${kind} is not allowed for service ${service.name}` });
@@ -176,6 +176,16 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   }
   refuseDuplicates(placed);
   return { ...plan, objects: placed };
+}
+
+/** Why a kind is refused as unknown, and which of its group's versions the cluster serves it in, if any. */
+async function unservedReason(cluster: Cluster, apiVersion: string, kind: string): Promise<string> {
+  const served = await cluster.servedVersions(apiVersion, kind);
+  const instead =
+    served.length > 0
+      ? `: the cluster serves ${kind} as ${served.join(', ')}; use that apiVersion`
+      : `: the cluster does not serve ${kind} in any version of its API group (is its CRD installed?)`;
+  return `unknown kind ${apiVersion}/${kind}${instead}`;
 }
 
 /** The thesis' rewrite (rewrite.ts), with the API's defaults, in apply order, each object marked as the service's own. */

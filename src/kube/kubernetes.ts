@@ -80,6 +80,9 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   deleteObjects(objects: readonly ObjectRef[], options: Parameters<Cluster['deleteObjects']>[1]): Promise<ObjectResult[]> {
     return this.#objects.deleteObjects(objects, options);
   }
+  servedVersions(apiVersion: string, kind: string): Promise<string[]> {
+    return this.#objects.servedVersions(apiVersion, kind);
+  }
   waitGone(object: ObjectRef, timeoutMs: number): Promise<void> {
     return this.#objects.waitGone(object, timeoutMs);
   }

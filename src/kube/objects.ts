@@ -26,6 +26,9 @@ const Listed = z.object({
   metadata: z.object({ continue: z.string().optional() }).optional(),
 });
 
+/** `/api` (APIVersions: `versions: [v1]`) or `/apis/GROUP` (APIGroup: `versions: [{groupVersion}]`). */
+const ApiGroup = z.object({ versions: z.union([z.array(z.string()), z.array(z.looseObject({ groupVersion: z.string() }))]) });
+
 /** How often `waitGone` asks whether the object is gone. */
 const GONE_POLL_MS = 250;
 
@@ -130,6 +133,23 @@ export class KubeObjects {
       }
       await new Promise((resolve) => setTimeout(resolve, GONE_POLL_MS));
     }
+  }
+
+  /**
+   * The apiVersions of `apiVersion`'s group in which the cluster serves `kind` (discovery), for a refusal of a version
+   * it does not serve to say which to use: `policy/v1beta1` for a PodDisruptionBudget on Kubernetes 1.20.
+   */
+  async servedVersions(apiVersion: string, kind: string): Promise<string[]> {
+    const group = groupOf(apiVersion);
+    const res = await this.#transport.send({ method: 'GET', path: group === '' ? '/api' : `/apis/${encodeURIComponent(group)}` });
+    if (res.status === 404) return [];
+    if (res.status !== 200) throw refusal(res, { verb: 'get', resource: `discovery of ${group === '' ? 'the core API' : group}` });
+    const parsed = ApiGroup.safeParse(res.body);
+    if (!parsed.success) return [];
+    const versions = group === '' ? (parsed.data.versions as string[]) : (parsed.data.versions as { groupVersion: string }[]).map((v) => v.groupVersion);
+    const served: string[] = [];
+    for (const version of versions) if ((await this.#scopeOf(version, kind)) !== undefined) served.push(version);
+    return served;
   }
 
   async #path(object: ObjectRef): Promise<string> {

@@ -92,7 +92,7 @@ const CASES: CorpusCase[] = [
   {
     set: 'zookeeper',
     title: 'policy/v1 PodDisruptionBudget, not served by Kubernetes 1.20',
-    steps: [stable(0, { status: 422, mentions: ['PodDisruptionBudget', 'zk-pdb', 'policy/v1'] })],
+    steps: [stable(0, { status: 422, mentions: ['PodDisruptionBudget', 'zk-pdb', 'policy/v1', 'the cluster serves PodDisruptionBudget as policy/v1beta1'] })],
   },
   {
     set: 'fluentd-daemonset',
@@ -104,7 +104,7 @@ const CASES: CorpusCase[] = [
     set: 'php-apache-hpa',
     title: 'autoscaling/v2 HorizontalPodAutoscaler, not served by Kubernetes 1.20',
     steps: [
-      stable(0, { status: 422, mentions: ['HorizontalPodAutoscaler', 'php-apache', 'autoscaling/v2'] }),
+      stable(0, { status: 422, mentions: ['HorizontalPodAutoscaler', 'php-apache', 'autoscaling/v2', 'the cluster serves HorizontalPodAutoscaler as autoscaling/v1, autoscaling/v2beta1, autoscaling/v2beta2'] }),
       { action: 'canary', commit: 0, expect: { status: 422, mentions: ['HorizontalPodAutoscaler', 'autoscaling/v2'] } },
     ],
   },
@@ -150,7 +150,7 @@ const CASES: CorpusCase[] = [
     title: 'Knative Broker and Trigger on a cluster without Knative',
     service: { allowClusterScoped: true, allowNamespaces: ['knative-samples'] },
     steps: [
-      stable(0, { status: 422, mentions: ['Broker', 'Trigger', 'eventing.knative.dev/v1'] }),
+      stable(0, { status: 422, mentions: ['Broker', 'Trigger', 'eventing.knative.dev/v1', 'is its CRD installed?'] }),
       { action: 'canary', commit: 0, expect: { status: 422, mentions: ['Broker', 'eventing.knative.dev/v1'] } },
     ],
   },
@@ -180,7 +180,7 @@ const CASES: CorpusCase[] = [
   {
     set: 'backup-cronjob',
     title: 'batch/v1 CronJob, not served by Kubernetes 1.20',
-    steps: [stable(0, { status: 422, mentions: ['CronJob', 'storage-backup', 'batch/v1'] })],
+    steps: [stable(0, { status: 422, mentions: ['CronJob', 'storage-backup', 'batch/v1', 'the cluster serves CronJob as batch/v1beta1'] })],
   },
 ];
 
