@@ -76,6 +76,17 @@ export const ServiceNotifications = z.strictObject({
     .optional(),
 });
 // --- end of per-service notifications ---------------------------------------------------------------------------------
+/** A glob over paths: no absolute path, no `..`, no empty segment. */
+const manifestGlob = z
+  .string()
+  .min(1)
+  .max(256)
+  .refine((g) => !g.startsWith('/') && !g.split('/').some((part) => part === '..' || part === ''), 'a glob relative to manifestsDir, as "kustomization.yaml" or "**/values-*.yaml"');
+const imageGlob = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[A-Za-z0-9._\-/:*?]+$/, 'an image glob, as "registry.example.com/team/**"');
 
 export const ServiceConfig = z.strictObject({
   repository: z.strictObject({
@@ -97,6 +108,29 @@ export const ServiceConfig = z.strictObject({
   allowClusterScoped: z.boolean().default(false),
   /** Slack and GitHub for this service (issue #18 item 6). */
   notifications: ServiceNotifications.optional(),
+  // ---- What the manifests directory holds and how it is deployed (optional; unset keeps the thesis' behaviour) ----
+  /**
+   * Globs, relative to `manifestsDir`, of YAML files below it that are no objects to apply (`kustomization.yaml`,
+   * `overlays/**`): `*` and `?` stay within a path segment, `**` spans segments.
+   */
+  exclude: z.array(manifestGlob).max(100).optional(),
+  /**
+   * Globs of the images that are the service's own, as written in the manifests (`registry.example.com/team/**`):
+   * only untagged images that match are versioned. Unset: every untagged image (thesis 5.3.4).
+   */
+  images: z.array(imageGlob).min(1).max(100).optional(),
+  /** The canary's size: replicas of each `NAME-canary` Deployment (default 1, thesis 5.4). */
+  canary: z.strictObject({ replicas: z.number().int().min(1).max(1000).optional() }).optional(),
+  /**
+   * After a successful stable deploy, delete the objects this service deployed before (by its ownership annotation)
+   * that the manifests at the deployed commit no longer hold. Default false.
+   */
+  prune: z.boolean().optional(),
+  /**
+   * A Job whose pod template changed (it is immutable) is deleted with its pods and created again; without it such a
+   * deploy is refused, naming the Job. Default false.
+   */
+  replaceJobs: z.boolean().optional(),
   /** This service's own limits, over `deploy.maxObjects` and `deploy.maxLockSeconds`. */
   limits: z
     .strictObject({

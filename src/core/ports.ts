@@ -3,6 +3,7 @@ import type {
   CommitFacts,
   DeployEvent,
   ImageRef,
+  LabelledObject,
   KubeObject,
   LeaseRecord,
   LeaseSpec,
@@ -10,7 +11,9 @@ import type {
   LivePod,
   LiveReplicaSet,
   ManifestFile,
+  ObjectAction,
   ObjectFailure,
+  ObjectRef,
   ObjectResult,
 } from './types.js';
 
@@ -67,6 +70,17 @@ export interface Cluster {
   dryRun(objects: KubeObject[]): Promise<ObjectFailure[]>;
   apply(objects: KubeObject[]): Promise<ObjectResult[]>;
   deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]>;
+  /** Objects of a kind with the labels (`labelSelector`), in `namespace` for a namespaced kind; [] for a kind not served. */
+  listLabelled(apiVersion: string, kind: string, namespace: string | undefined, labelSelector: string): Promise<LabelledObject[]>;
+  /** Deletes the objects (dry-run: checks only); those already gone are left out of the result. */
+  deleteObjects(
+    objects: readonly ObjectRef[],
+    options: { readonly dryRun: boolean; readonly propagation: 'Background' | 'Foreground'; readonly action: ObjectAction },
+  ): Promise<ObjectResult[]>;
+  /** The apiVersions of `apiVersion`'s group in which the cluster serves `kind` (empty: none, or no such group). */
+  servedVersions(apiVersion: string, kind: string): Promise<string[]>;
+  /** Resolves once the object no longer exists; `UpstreamError` (504) after `timeoutMs`. */
+  waitGone(object: ObjectRef, timeoutMs: number): Promise<void>;
 }
 
 /** What the flows read of the cluster. */

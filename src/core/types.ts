@@ -17,7 +17,26 @@ export interface KubeObject {
   [key: string]: unknown;
 }
 
-export type ObjectAction = 'created' | 'configured' | 'unchanged' | 'deleted';
+/** `pruned`: deleted because the manifests no longer hold it; `replaced`: a Job deleted and created again. */
+export type ObjectAction = 'created' | 'configured' | 'unchanged' | 'deleted' | 'pruned' | 'replaced';
+
+/** Which object: enough to find and delete it (`uid`: only the object seen, not one created again since). */
+export interface ObjectRef {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace?: string | undefined;
+  readonly name: string;
+  readonly uid?: string | undefined;
+}
+
+/** An object found by its labels, with what says who deployed it. */
+export interface LabelledObject extends ObjectRef {
+  readonly uid: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** Whether a controller owns it (ownerReferences): made by a Deployment, a CronJob, never by a deploy. */
+  readonly controlled: boolean;
+}
 
 export interface ObjectResult {
   readonly apiVersion: string;
@@ -130,6 +149,8 @@ export interface LiveDeployment {
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
   readonly selector: Readonly<Record<string, string>>;
+  /** The pod template's labels (read where a decision needs them: the original deployer's canaries). */
+  readonly podLabels?: Readonly<Record<string, string>> | undefined;
   /** The images of the pod template's containers and init containers, as applied. */
   readonly images: readonly string[];
   readonly replicas: Replicas;

@@ -108,7 +108,7 @@ export class Deployer implements DeployService {
     const commit = await source.resolve(service, ref ?? service.repository.defaultBranch, read);
     const objects = await manifestsAt(source, service, commit, read);
     return Promise.all(
-      untaggedImages(objects).map(async (original) => ({ image: original, tags: (await registry.tags(parseImageRef(original))).sort() })),
+      untaggedImages(objects, service.images).map(async (original) => ({ image: original, tags: (await registry.tags(parseImageRef(original))).sort() })),
     );
   }
 

@@ -10,9 +10,10 @@ import {
   parseEvents,
   type Event,
 } from 'js-yaml';
-import { z } from 'zod';
 import { ManifestError } from '../errors.js';
-import { asRecord, groupOf, podImageProblems } from './pod-template.js';
+import { asRecord, groupOf } from './pod-template.js';
+import { pathText, validate } from './manifest-objects.js';
+import { fileMatcher } from './globs.js';
 import type { KubeObject, ManifestFile } from '../core/types.js';
 
 /** Limits that keep a hostile repository from exhausting the deployer (every manifest comes from a repository). */
@@ -65,18 +66,21 @@ export interface ManifestProblem {
 /**
  * Reads the Kubernetes objects of every `*.yaml` / `*.yml` file below `manifestsDir` (relative to the repository
  * root; recursive), in the order `kubectl apply -R` would (path by path, each directory's entries sorted).
+ * Files matching an `exclude` glob (the service's, relative to `manifestsDir`; globs.ts) are not read.
  * Either every file is valid and all objects are returned, or `ManifestError` lists every problem of every file.
  */
 export function parseManifests(
   files: readonly ManifestFile[],
   manifestsDir: string,
   limits: Partial<ManifestLimits> = {},
+  exclude: readonly string[] = [],
 ): ManifestObject[] {
   const lim: ManifestLimits = { ...DEFAULT_MANIFEST_LIMITS, ...limits };
   const dir = normalizeDir(manifestsDir);
+  const excluded = fileMatcher(exclude);
   const chosen = files
     .map((file) => ({ file, path: posix.normalize(file.path) }))
-    .filter(({ path }) => isManifestPath(path, dir))
+    .filter(({ path }) => isManifestPath(path, dir) && !excluded(dir === '' ? path : path.slice(dir.length + 1)))
     .sort((a, b) => comparePaths(a.path, b.path));
 
   const problems: ManifestProblem[] = [];
@@ -303,74 +307,6 @@ function expand(root: unknown, lim: ManifestLimits, budget: { nodes: number }): 
     }
   };
   return copy(root, 1);
-}
-
-/** `spec.template.spec.containers[0].image`; a very deep path keeps its start and end. */
-function pathText(path: readonly (string | number)[]): string {
-  const text = (p: string | number, i: number): string => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`);
-  if (path.length <= 12) return path.map(text).join('');
-  return `${path.slice(0, 8).map(text).join('')}…${path.slice(-3).map((p, i) => text(p, path.length - 3 + i)).join('')}`;
-}
-
-// ---- objects ----------------------------------------------------------------------------------------------------
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const API_VERSION = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const KIND = /^[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?$/;
-const RBAC_GROUP = 'rbac.authorization.k8s.io';
-const KUSTOMIZE_GROUP = 'kustomize.config.k8s.io';
-
-const stringMap = z.record(z.string(), z.string()).nullish();
-
-/** What the deployer relies on; the rest is for the apiserver to judge (passthrough). */
-const ObjectSchema = z
-  .looseObject({
-    apiVersion: z.string().regex(API_VERSION, 'must be "version" or "group/version", as "apps/v1"'),
-    kind: z.string().regex(KIND, 'must be a kind, as "Deployment"'),
-    metadata: z.looseObject({
-      name: z.string().min(1).max(253),
-      namespace: z.string().max(63).regex(DNS_LABEL, 'must be a DNS label').nullish(),
-      labels: stringMap,
-      annotations: stringMap,
-    }),
-  })
-  .superRefine((o, ctx) => {
-    // RBAC names are path segments (`system:reader`); everything else the deployer names is a DNS subdomain.
-    const ok =
-      groupOf(o.apiVersion) === RBAC_GROUP
-        ? !/[/%]/.test(o.metadata.name) && o.metadata.name !== '.' && o.metadata.name !== '..'
-        : DNS_SUBDOMAIN.test(o.metadata.name);
-    if (!ok) ctx.addIssue({ code: 'custom', path: ['metadata', 'name'], message: 'must be a DNS subdomain name' });
-  });
-
-function validate(value: unknown, fail: (reason: string) => void): KubeObject | undefined {
-  const record = asRecord(value);
-  if (record === undefined) {
-    fail('a document must be a mapping (a Kubernetes object)');
-    return undefined;
-  }
-  if (typeof record['apiVersion'] === 'string' && groupOf(record['apiVersion']) === KUSTOMIZE_GROUP) {
-    // The most common file in a manifests directory that is no object (kustomize's own), so its refusal says what to do.
-    fail(`a ${String(record['kind'])} is kustomize's input, not a Kubernetes object (kubectl apply -f refuses it too): keep it out of the manifests directory`);
-    return undefined;
-  }
-  const result = ObjectSchema.safeParse(value);
-  if (!result.success) {
-    fail(result.error.issues.map((i) => `${pathText(i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)))}: ${i.message}`).join('; '));
-    return undefined;
-  }
-  const object: KubeObject = result.data as KubeObject;
-  // `namespace:` or `labels:` written without a value means unset, as kubectl reads it.
-  for (const key of ['namespace', 'labels', 'annotations'] as const) {
-    if (object.metadata[key] === null) delete object.metadata[key];
-  }
-  const imageProblems = podImageProblems(object);
-  if (imageProblems.length > 0) {
-    fail(imageProblems.join('; '));
-    return undefined;
-  }
-  return object;
 }
 
 /** An object may appear once: a second one would silently win over the first. */

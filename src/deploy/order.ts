@@ -34,7 +34,7 @@ const RANK: Readonly<Record<string, number>> = {
 };
 
 /** A stable sort by dependency rank: within a rank the manifests' own order is kept. */
-export function applyOrder(objects: readonly KubeObject[]): KubeObject[] {
+export function applyOrder<T extends Pick<KubeObject, 'kind'>>(objects: readonly T[]): T[] {
   return objects
     .map((object, index) => ({ object, index, rank: RANK[object.kind] ?? 6 }))
     .sort((a, b) => a.rank - b.rank || a.index - b.index)

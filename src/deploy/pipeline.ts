@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, ReadOptions, Registry, Source } from '../core/ports.js';
-import type { CommitFacts, ImageRef, KubeObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
+import type { CommitFacts, ImageRef, KubeObject, LabelledObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
 import { ownersOf, refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
@@ -14,6 +14,9 @@ import { untaggedImages } from './pod-template.js';
 import { applyOrder } from './order.js';
 import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
+import { planJobs, replaceJobs } from './jobs.js';
+import { planPrune, prune } from './prune.js';
+import { isOriginalCanary } from './original-canary.js';
 import type { DeployedImage, DeployRequest } from './types.js';
 import { refOf, versionAt, type ResolvedVersion } from './versions.js';
 
@@ -74,10 +77,33 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
     deadline.check('the ownership check');
     const guarded = await guard(deps, remembered);
     deadline.check('the dry-run');
-    const checked = await dryRun(deps, guarded);
+    const changes = await planChanges(deps, guarded);
+    const checked = await dryRun(deps, changes.plan);
     deadline.check('the apply');
-    return apply(deps, checked);
+    return completeChanges(deps, changes, await apply(deps, checked));
   });
+}
+
+/** What a deploy changes besides applying: Jobs to replace (jobs.ts) and objects to prune (prune.ts). */
+interface Changes {
+  /** The plan without the Jobs to replace. */
+  readonly plan: Versioned;
+  readonly replace: readonly KubeObject[];
+  readonly prune: readonly LabelledObject[];
+}
+
+/** Before the dry-run: decides and dry-runs the Job replacements and the pruning, refusing before anything is applied. */
+async function planChanges(deps: PipelineDeps, plan: Versioned): Promise<Changes> {
+  const jobs = await planJobs(deps.cluster, plan.service, plan.objects);
+  const pruning = await planPrune(deps, plan.service, plan.track, plan.objects);
+  return { plan: { ...plan, objects: jobs.objects }, replace: jobs.replace, prune: pruning };
+}
+
+/** After a successful apply: replaces the Jobs, then prunes; the answer lists both. */
+async function completeChanges(deps: PipelineDeps, changes: Changes, applied: Applied): Promise<Applied> {
+  const replaced = await replaceJobs(deps.cluster, changes.replace);
+  const pruned = await prune(deps, changes.plan.service.name, changes.prune);
+  return { ...applied, results: [...applied.results, ...replaced, ...pruned] };
 }
 
 async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Located> {
@@ -98,7 +124,7 @@ async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Locat
 
 async function readManifests(deps: PipelineDeps, plan: Located): Promise<Read> {
   const objects = await manifestsAt(deps.source, plan.service, plan.commit);
-  return { ...plan, objects, untagged: untaggedImages(objects).map((image) => parseImageRef(image)) };
+  return { ...plan, objects, untagged: untaggedImages(objects, plan.service.images).map((image) => parseImageRef(image)) };
 }
 
 /** Refuses, before anything else is asked of the registry or the cluster, too many objects and the deployer's own names. */
@@ -132,7 +158,7 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
     const { kind, metadata } = object;
     const scope = await deps.cluster.scopeOf(object.apiVersion, kind);
     if (scope === undefined) {
-      refused.push({ kind, name: metadata.name, reason: `unknown kind ${object.apiVersion}/${kind}` });
+      refused.push({ kind, name: metadata.name, reason: await unservedReason(deps.cluster, object.apiVersion, kind) });
     } else if (!scope.namespaced) {
       if (service.allowClusterScoped) placed.push(object);
       else refused.push({ kind, name: metadata.name, reason: `cluster-scoped ${kind} is not allowed for service ${service.name}` });
@@ -152,6 +178,16 @@ async function place(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   return { ...plan, objects: placed };
 }
 
+/** Why a kind is refused as unknown, and which of its group's versions the cluster serves it in, if any. */
+async function unservedReason(cluster: Cluster, apiVersion: string, kind: string): Promise<string> {
+  const served = await cluster.servedVersions(apiVersion, kind);
+  const instead =
+    served.length > 0
+      ? `: the cluster serves ${kind} as ${served.join(', ')}; use that apiVersion`
+      : `: the cluster does not serve ${kind} in any version of its API group (is its CRD installed?)`;
+  return `unknown kind ${apiVersion}/${kind}${instead}`;
+}
+
 /** The thesis' rewrite (rewrite.ts), with the API's defaults, in apply order, each object marked as the service's own. */
 function rewriteFor(keys: Keys, plan: Versioned): Versioned {
   const { service, version, request } = plan;
@@ -167,17 +203,26 @@ function rewriteFor(keys: Keys, plan: Versioned): Versioned {
     now: new Date().toISOString(),
     service: service.name,
     keys,
+    ownImages: service.images,
+    canaryReplicas: service.canary?.replicas,
   });
   // Defaults server-side apply needs before Kubernetes 1.21 (defaults.ts): only what is sent changes.
   const objects = applyOrder(withApiDefaults(rewritten)).map((o) => ownedBy(keys, o, service.name));
   if (objects.length === 0) {
     throw new ManifestError(
       plan.track === 'canary'
-        ? `no Deployment in ${service.manifestsDir}/ at ${shortCommit(version.commit)}: nothing to deploy as canary`
+        ? `${noCanaryReason(service)} in ${service.manifestsDir}/ at ${shortCommit(version.commit)}: nothing to deploy as canary ` +
+            '(a canary is a copy of each Deployment whose image CI builds per version: one written without a tag)'
         : `no objects in ${service.manifestsDir}/ at ${shortCommit(version.commit)}`,
     );
   }
   return { ...plan, objects };
+}
+
+function noCanaryReason(service: ServiceConfig): string {
+  return service.images === undefined
+    ? 'no Deployment with an untagged image'
+    : `no Deployment with an untagged image of this service (images: ${service.images.join(', ')})`;
 }
 
 /** Each stable Deployment remembers the version it replaces (last-known-good), for a rollback to it. */
@@ -222,7 +267,8 @@ async function apply(deps: PipelineDeps, plan: Versioned): Promise<Applied> {
 
 /**
  * Removes the canaries of the stable Deployments about to be applied: only those this service deployed (by the
- * ownership annotation), so a Deployment that merely has the name `NAME-canary` is never deleted.
+ * ownership annotation), or the original deployer's (original-canary.ts), so a Deployment that merely has the name
+ * `NAME-canary` is never deleted.
  */
 async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<ObjectResult[]> {
   const { service } = plan;
@@ -235,12 +281,20 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
     }));
   if (candidates.length === 0) return [];
   const owners = await ownersOf(deps, candidates);
+  const stables = plan.objects.filter((o) => o.kind === 'Deployment');
   const byNamespace = new Map<string, string[]>();
-  candidates.forEach((c, i) => {
-    if (owners[i] !== service.name) return;
+  for (const [i, c] of candidates.entries()) {
     const ns = c.metadata.namespace ?? service.namespace;
+    // Unannotated: only a canary the original deployer left (original-canary.ts).
+    const stable = stables[i];
+    if (owners[i] === undefined && stable !== undefined) {
+      const live = await deps.live.getDeployment(ns, c.metadata.name);
+      if (live === undefined || !isOriginalCanary(live, stable)) continue;
+    } else if (owners[i] !== service.name) {
+      continue;
+    }
     byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
-  });
+  }
   const results: ObjectResult[] = [];
   for (const [ns, names] of byNamespace) results.push(...(await deps.cluster.deleteDeployments(ns, names)));
   return results;
@@ -249,7 +303,7 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
 /** The objects of a service's manifests directory at `commit`; a read (`GET /:service/tags`) says so in `options`. */
 export async function manifestsAt(source: Source, service: ServiceConfig, commit: string, options?: ReadOptions): Promise<KubeObject[]> {
   const files = await source.filesAt(service, commit, options);
-  return parseManifests(files, service.manifestsDir).map((m) => m.object);
+  return parseManifests(files, service.manifestsDir, {}, service.exclude).map((m) => m.object);
 }
 
 function ownedBy(keys: Keys, object: KubeObject, service: string): KubeObject {

@@ -1,5 +1,6 @@
 import { InputError, ManifestError } from '../errors.js';
 import { isUntagged, parseImageRef } from '../registry/image-ref.js';
+import { imageMatcher } from './globs.js';
 import type { KubeObject } from '../core/types.js';
 
 // Where the pods of each workload kind are described, and the containers and images in them: what the rewrite, the
@@ -123,12 +124,14 @@ export function imagesOf(objects: readonly KubeObject[]): string[] {
 /**
  * The images the deployer versions (no tag and no digest in the manifest, thesis 5.3.4), each once, as written:
  * rewrite looks digests up by that spelling, so `web` and `docker.io/library/web` stay two entries.
+ * With `ownImages` (the service's `images` globs), only the untagged images that match one.
  * Throws `ManifestError` for an image reference Docker would refuse.
  */
-export function untaggedImages(objects: readonly KubeObject[]): string[] {
+export function untaggedImages(objects: readonly KubeObject[], ownImages?: readonly string[]): string[] {
+  const own = ownImages === undefined ? () => true : imageMatcher(ownImages);
   return imagesOf(objects).filter((image) => {
     try {
-      return isUntagged(parseImageRef(image));
+      return isUntagged(parseImageRef(image)) && own(image);
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       throw new ManifestError(err.message, { cause: err, detail: { image } });

@@ -1,6 +1,7 @@
 import { InputError, ManifestError } from '../errors.js';
 import { isUntagged, isValidTag, parseImageRef, withVersion } from '../registry/image-ref.js';
 import { asRecord, containersOf, podTemplateOf, workloadKindOf } from './pod-template.js';
+import { imageMatcher } from './globs.js';
 import { ENV, MANAGED_BY, MANAGED_BY_LABEL, VERSION_LABEL, type Keys } from '../core/keys.js';
 import type { KubeObject, Track } from '../core/types.js';
 
@@ -25,6 +26,10 @@ export interface RewriteOptions {
   readonly service?: string | undefined;
   /** The label and annotation keys to write (src/core/keys.ts). */
   readonly keys: Keys;
+  /** Globs of the service's own images (its `images` option): other untagged images are left as written. Unset: all. */
+  readonly ownImages?: readonly string[] | undefined;
+  /** Replicas of each canary Deployment (the service's `canary.replicas`); default 1, as in the thesis. */
+  readonly canaryReplicas?: number | undefined;
 }
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -44,7 +49,7 @@ export function canaryName(name: string): string {
  * A workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, bare Pod) is versioned when at least
  * one of its containers has an image without tag and digest: those images get `:TAG` (and `@DIGEST` when known),
  * and the workload and its pods are labelled and annotated with the version. Images that carry a tag or digest are
- * left as written (a statsd sidecar, thesis 5.3.4). A workload with no untagged image is not built for this version
+ * left as written (a statsd sidecar, thesis 5.3.4), and so are untagged images no glob of `ownImages` matches. A workload with no untagged image is not built for this version
  * and is left unchanged, like every other object: stamping it would restart someone else's software on every deploy.
  *
  * For `track: 'canary'` only versioned Deployments are returned, each turned into `NAME-canary` with one replica.
@@ -74,6 +79,7 @@ export function rewrite(objects: readonly KubeObject[], opts: RewriteOptions): K
 
 /** Versions the untagged images of the template's containers; whether there was one. */
 function tagImages(object: KubeObject, template: Record<string, unknown>, opts: RewriteOptions): boolean {
+  const own = opts.ownImages === undefined ? () => true : imageMatcher(opts.ownImages);
   let tagged = false;
   for (const container of containersOf(template)) {
     const image = container['image'];
@@ -85,7 +91,7 @@ function tagImages(object: KubeObject, template: Record<string, unknown>, opts: 
       if (!(err instanceof InputError)) throw err;
       throw new ManifestError(`${object.kind} "${object.metadata.name}": ${err.message}`, { cause: err });
     }
-    if (!isUntagged(ref)) continue;
+    if (!isUntagged(ref) || !own(image)) continue;
     // hasOwn: an image may be named like an Object.prototype member (`constructor` is a valid Docker Hub name).
     const digest = Object.hasOwn(opts.digests, image) ? opts.digests[image] : undefined;
     container['image'] = withVersion(ref, opts.tag, digest);
@@ -136,7 +142,8 @@ function stamp(object: KubeObject, template: Record<string, unknown>, opts: Rewr
 }
 
 /**
- * The canary of a Deployment (thesis 5.4): another Deployment, `NAME-canary`, with one replica, whose pods carry
+ * The canary of a Deployment (thesis 5.4): another Deployment, `NAME-canary`, with one replica (or the service's
+ * `canary.replicas`), whose pods carry
  * `track=canary`. Its selector gets `track: canary`, so it never claims the stable pods, while the Service, which
  * selects neither track, reaches both.
  *
@@ -160,7 +167,7 @@ function toCanary(object: KubeObject, template: Record<string, unknown>, opts: R
   object.metadata.name = name;
   // A label value holds at most 63 characters; a longer name is still found by the canary's name.
   if (isLabelValue(stable)) setStrings(object, object.metadata, 'labels', { [opts.keys.canaryOfLabel]: stable });
-  spec['replicas'] = 1;
+  spec['replicas'] = opts.canaryReplicas ?? 1;
   setStrings(object, selector, 'matchLabels', { [opts.keys.trackLabel]: 'canary' });
   // An expression on `track` (say `track In (stable)`) would not match the canary's own pods.
   if (Array.isArray(selector['matchExpressions'])) {

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { Cluster, LeaseStore, LiveReader, Pinger } from '../core/ports.js';
-import type { KubeObject, LiveDeployment, LivePod, LiveReplicaSet, ObjectFailure, ObjectResult } from '../core/types.js';
+import type { KubeObject, LabelledObject, LiveDeployment, ObjectRef, LivePod, LiveReplicaSet, ObjectFailure, ObjectResult } from '../core/types.js';
 import { KubeClient, type Scope } from './client.js';
 import { refusal } from './failures.js';
 import { KubeLeases } from './leases.js';
 import { KubeLive } from './live.js';
+import { KubeObjects } from './objects.js';
 import { ConfigError } from '../config/load.js';
 import { loadKubeAccess, type KubeAccess } from './kubeconfig.js';
 import { KubeTransport } from './transport.js';
@@ -32,12 +33,14 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   readonly #transport: KubeTransport;
   readonly #client: KubeClient;
   readonly #live: KubeLive;
+  readonly #objects: KubeObjects;
   readonly #pingTimeoutMs: number | undefined;
 
   constructor(options: KubernetesOptions) {
     this.#transport = new KubeTransport(kubeConfigOrWhyNot(options.kubeconfig), options.timeoutMs ?? 30_000);
     this.#client = new KubeClient({ transport: this.#transport, fieldManager: options.fieldManager, logger: options.logger });
     this.#live = new KubeLive({ transport: this.#transport });
+    this.#objects = new KubeObjects({ transport: this.#transport, scopeOf: (v, k) => this.#client.scopeOf(v, k) });
     this.leases = new KubeLeases({ transport: this.#transport });
     this.#pingTimeoutMs = options.pingTimeoutMs;
   }
@@ -70,6 +73,18 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   }
   deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]> {
     return this.#client.deleteDeployments(namespace, names);
+  }
+  listLabelled(apiVersion: string, kind: string, namespace: string | undefined, labelSelector: string): Promise<LabelledObject[]> {
+    return this.#objects.listLabelled(apiVersion, kind, namespace, labelSelector);
+  }
+  deleteObjects(objects: readonly ObjectRef[], options: Parameters<Cluster['deleteObjects']>[1]): Promise<ObjectResult[]> {
+    return this.#objects.deleteObjects(objects, options);
+  }
+  servedVersions(apiVersion: string, kind: string): Promise<string[]> {
+    return this.#objects.servedVersions(apiVersion, kind);
+  }
+  waitGone(object: ObjectRef, timeoutMs: number): Promise<void> {
+    return this.#objects.waitGone(object, timeoutMs);
   }
 
   getDeployment(namespace: string, name: string): Promise<LiveDeployment | undefined> {

@@ -33,6 +33,7 @@ const DeploymentItem = z.looseObject({
       selector: z.looseObject({ matchLabels: Labels.optional() }).optional(),
       template: z
         .looseObject({
+          metadata: z.looseObject({ labels: Labels.optional() }).optional(),
           spec: z.looseObject({ containers: Containers, initContainers: Containers }).optional(),
         })
         .optional(),
@@ -188,6 +189,7 @@ function deploymentOf(d: z.output<typeof DeploymentItem>, namespace: string): Li
     labels: d.metadata.labels ?? {},
     annotations: d.metadata.annotations ?? {},
     selector: d.spec?.selector?.matchLabels ?? {},
+    podLabels: d.spec?.template?.metadata?.labels ?? {},
     images,
     replicas: {
       desired: d.spec?.replicas ?? 1,

@@ -19,7 +19,17 @@ const PLACEHOLDER_NAMESPACE = 'CORPUS_NAMESPACE';
 
 type Outcome =
   /** 200, and every object of the set's manifests at that commit is in the cluster. */
-  | { status: 200; canaries?: string[]; removedCanaries?: string[] }
+  | {
+      status: 200;
+      canaries?: string[];
+      /** Replicas of each canary; default 1. */
+      canaryReplicas?: number;
+      /** Deployments that must have no canary. */
+      noCanaries?: string[];
+      removedCanaries?: string[];
+      /** Objects the answer must list with these actions (`replaced`, `pruned`). */
+      results?: { kind: string; name: string; action: string }[];
+    }
   /** A refusal: the answer mentions each string (the object, the field or version, the file), and nothing was applied. */
   | { status: number; mentions: string[] };
 
@@ -33,7 +43,8 @@ interface Step {
 interface CorpusCase {
   set: string;
   title: string;
-  service?: { allowClusterScoped?: boolean; allowNamespaces?: string[] };
+  /** The service's configuration besides repository and namespace (`registry.corpus.test` stands for the ground's registry). */
+  service?: Record<string, unknown>;
   /** Files of the set's folder (outside kubernetes/) that this case puts into the manifests directory too. */
   alsoInManifests?: string[];
   steps: Step[];
@@ -61,7 +72,15 @@ const CASES: CorpusCase[] = [
       expect(deployment).toMatchObject({ spec: { template: { spec: { containers: [{ ports: [{ containerPort: 8080, protocol: 'TCP' }] }] } } } });
     },
   },
-  { set: 'guestbook', title: 'tagged images, flow-style Service with comments', steps: [stable(0), stable(1)] },
+  {
+    set: 'guestbook',
+    title: 'tagged images, flow-style Service with comments; a canary has nothing to copy',
+    steps: [
+      stable(0),
+      { action: 'canary', commit: 1, expect: { status: 422, mentions: ['no Deployment with an untagged image in kubernetes/', 'nothing to deploy as canary'] } },
+      stable(1),
+    ],
+  },
   { set: 'guestbook-go', title: 'ReplicationControllers, extensions/v1beta1 Ingress, env: null', steps: [stable(0), stable(1)] },
   { set: 'wordpress', title: 'Secret, PVCs, headless and LoadBalancer Services', steps: [stable(0), stable(1)] },
   {
@@ -73,7 +92,7 @@ const CASES: CorpusCase[] = [
   {
     set: 'zookeeper',
     title: 'policy/v1 PodDisruptionBudget, not served by Kubernetes 1.20',
-    steps: [stable(0, { status: 422, mentions: ['PodDisruptionBudget', 'zk-pdb', 'policy/v1'] })],
+    steps: [stable(0, { status: 422, mentions: ['PodDisruptionBudget', 'zk-pdb', 'policy/v1', 'the cluster serves PodDisruptionBudget as policy/v1beta1'] })],
   },
   {
     set: 'fluentd-daemonset',
@@ -85,7 +104,7 @@ const CASES: CorpusCase[] = [
     set: 'php-apache-hpa',
     title: 'autoscaling/v2 HorizontalPodAutoscaler, not served by Kubernetes 1.20',
     steps: [
-      stable(0, { status: 422, mentions: ['HorizontalPodAutoscaler', 'php-apache', 'autoscaling/v2'] }),
+      stable(0, { status: 422, mentions: ['HorizontalPodAutoscaler', 'php-apache', 'autoscaling/v2', 'the cluster serves HorizontalPodAutoscaler as autoscaling/v1, autoscaling/v2beta1, autoscaling/v2beta2'] }),
       { action: 'canary', commit: 0, expect: { status: 422, mentions: ['HorizontalPodAutoscaler', 'autoscaling/v2'] } },
     ],
   },
@@ -95,6 +114,27 @@ const CASES: CorpusCase[] = [
     title: 'kustomization.yaml in the manifests directory',
     alsoInManifests: ['kustomization.yaml'],
     steps: [stable(0, { status: 422, mentions: ['kubernetes/kustomization.yaml', 'Kustomization', 'keep it out of the manifests directory'] })],
+  },
+  {
+    set: 'podinfo',
+    title: 'kustomization.yaml in the manifests directory, excluded by the service',
+    alsoInManifests: ['kustomization.yaml'],
+    service: { exclude: ['kustomization.yaml'] },
+    steps: [stable(0), stable(1)],
+  },
+  {
+    set: 'voting-app',
+    title: 'an untagged third-party image left alone by image globs; canaries of 2 replicas',
+    service: { images: ['registry.corpus.test/**'], canary: { replicas: 2 } },
+    steps: [
+      stable(0),
+      { action: 'canary', commit: 1, expect: { status: 200, canaries: ['vote', 'worker'], canaryReplicas: 2, noCanaries: ['db'] } },
+      stable(1, { status: 200, removedCanaries: ['vote', 'worker'] }),
+    ],
+    check: async (namespace) => {
+      const db = await live({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'db' }, namespace);
+      expect(db).toMatchObject({ spec: { template: { spec: { containers: [{ image: 'postgres' }] } } } });
+    },
   },
   {
     set: 'knative-event-display',
@@ -110,7 +150,7 @@ const CASES: CorpusCase[] = [
     title: 'Knative Broker and Trigger on a cluster without Knative',
     service: { allowClusterScoped: true, allowNamespaces: ['knative-samples'] },
     steps: [
-      stable(0, { status: 422, mentions: ['Broker', 'Trigger', 'eventing.knative.dev/v1'] }),
+      stable(0, { status: 422, mentions: ['Broker', 'Trigger', 'eventing.knative.dev/v1', 'is its CRD installed?'] }),
       { action: 'canary', commit: 0, expect: { status: 422, mentions: ['Broker', 'eventing.knative.dev/v1'] } },
     ],
   },
@@ -123,13 +163,24 @@ const CASES: CorpusCase[] = [
   {
     set: 'jobs',
     title: 'a Job with an untagged image',
-    steps: [stable(0), stable(0), stable(1, { status: 422, mentions: ['Job', '"pi"', 'spec.template', 'immutable'] })],
+    steps: [stable(0), stable(0), stable(1, { status: 422, mentions: ['Job', '"pi"', 'spec.template', 'immutable', 'replaceJobs: true'] })],
+  },
+  {
+    set: 'jobs',
+    title: 'a Job with an untagged image, replaced on a new version (replaceJobs)',
+    service: { replaceJobs: true },
+    steps: [stable(0), stable(1, { status: 200, results: [{ kind: 'Job', name: 'pi', action: 'replaced' }] }), stable(1)],
+    check: async (namespace) => {
+      const job = await live({ apiVersion: 'batch/v1', kind: 'Job', name: 'pi' }, namespace);
+      const image = (job as { spec: { template: { spec: { containers: { image: string }[] } } } }).spec.template.spec.containers[0]?.image;
+      expect(image).toMatch(/\/website\/perl:main-[0-9a-f]{7}@sha256:/);
+    },
   },
   { set: 'cronjob-v1beta1', title: 'batch/v1beta1 CronJob with an untagged image', steps: [stable(0), stable(1)] },
   {
     set: 'backup-cronjob',
     title: 'batch/v1 CronJob, not served by Kubernetes 1.20',
-    steps: [stable(0, { status: 422, mentions: ['CronJob', 'storage-backup', 'batch/v1'] })],
+    steps: [stable(0, { status: 422, mentions: ['CronJob', 'storage-backup', 'batch/v1', 'the cluster serves CronJob as batch/v1beta1'] })],
   },
 ];
 
@@ -256,7 +307,8 @@ describe('corpus: manifests as public projects write them, deployed on the groun
       for (const image of builtImages(files, registry)) {
         for (const sha of repo.repo.shas) await pushImage({ host: registry, repository: image, tag: `main-${short(sha)}` });
       }
-      services[repo.name] = { repository: repo.repository, namespace, ...c.service };
+      const extra = JSON.parse(JSON.stringify(c.service ?? {}).replaceAll(PLACEHOLDER_REGISTRY, registry)) as Record<string, unknown>;
+      services[repo.name] = { repository: repo.repository, namespace, ...extra };
       prepared.push({ c, service: repo.name, namespace, shas: repo.repo.shas, objects: objectsOf(files) });
     }
     deployer = await startDeployer({
@@ -295,7 +347,16 @@ describe('corpus: manifests as public projects write them, deployed on the groun
       const deployment = (name: string): ObjectRef => ({ apiVersion: 'apps/v1', kind: 'Deployment', name });
       for (const name of step.expect.canaries ?? []) {
         const canary = await live(deployment(`${name}-canary`), p.namespace);
-        expect(canary, `${name}-canary after ${what}`).toMatchObject({ spec: { replicas: 1 } });
+        expect(canary, `${name}-canary after ${what}`).toMatchObject({ spec: { replicas: step.expect.canaryReplicas ?? 1 } });
+      }
+      for (const name of step.expect.noCanaries ?? []) {
+        expect(await live(deployment(`${name}-canary`), p.namespace), `${name}-canary after ${what}`).toBeUndefined();
+      }
+      if (step.expect.results !== undefined) {
+        const objects = answer.body['objects'] as { kind: string; name: string; action: string }[];
+        for (const r of step.expect.results) {
+          expect(objects.some((o) => o.kind === r.kind && o.name === r.name && o.action === r.action), what).toBe(true);
+        }
       }
       for (const name of step.expect.removedCanaries ?? []) {
         expect(await live(deployment(`${name}-canary`), p.namespace), `${name}-canary after ${what}`).toBeUndefined();

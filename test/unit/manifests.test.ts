@@ -396,7 +396,12 @@ describe('parseManifests: objects', () => {
     [
       'a kustomization',
       'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [deployment.yaml]\n',
-      /^a Kustomization is kustomize's input, not a Kubernetes object \(kubectl apply -f refuses it too\): keep it out of the manifests directory$/,
+      /^a Kustomization is kustomize's input, not a Kubernetes object \(kubectl apply -f refuses it too\): keep it out of the manifests directory, or list it in the service's exclude globs \(exclude: \[GLOB\]\)$/,
+    ],
+    [
+      'a Helm values file',
+      'replicaCount: 2\nimage: {repository: web}\n',
+      /^not a Kubernetes object \(no apiVersion and no kind\): keep it out of the manifests directory, or list it in the service's exclude globs/,
     ],
     ['no name', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: a-}\n', /^metadata\.name: /],
     ['a numeric name', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 123}\n', /^metadata\.name: .*string/],
@@ -574,5 +579,17 @@ describe('untaggedImages', () => {
     const err = refusal(() => untaggedImages([podWith(['UPPER/case'])]));
 
     expect(err.detail).toEqual({ image: 'UPPER/case' });
+  });
+});
+
+describe('untaggedImages with the service\'s image globs', () => {
+  it('lists only the untagged images a glob matches', () => {
+    const objects = parseManifests(
+      [file('kubernetes/a.yaml', `${deployment('web')}---\n${deployment('cache', 'redis')}---\n${deployment('db', 'postgres:13')}`)],
+      'kubernetes',
+    ).map((m) => m.object);
+    expect(untaggedImages(objects)).toEqual(['registry.example.com/team/web', 'redis']);
+    expect(untaggedImages(objects, ['registry.example.com/team/*'])).toEqual(['registry.example.com/team/web']);
+    expect(untaggedImages(objects, ['quay.io/**'])).toEqual([]);
   });
 });

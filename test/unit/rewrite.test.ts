@@ -519,3 +519,31 @@ describe('rewrite: input and errors', () => {
     expect((err as ManifestError).message).toBe('Deployment "web": "labels" must be a mapping');
   });
 });
+
+// ---- per-service options: canary size and the service's own images ----------------------------------------------
+
+describe('rewrite: canary replicas and image globs of the service', () => {
+  it('gives each canary the configured replicas', () => {
+    const out = only(rewrite([deployment()], options({ track: 'canary', canaryReplicas: 3 })));
+    expect(out.metadata.name).toBe('web-canary');
+    expect(dig(out, 'spec', 'replicas')).toBe(3);
+  });
+
+  it('versions only the untagged images the globs name; an untagged third-party image stays as written', () => {
+    const input = deployment('web', [
+      { name: 'app', image: APP },
+      { name: 'redis', image: 'redis' },
+    ]);
+    const out = only(rewrite([input], options({ ownImages: ['registry.example.com/team/*'] })));
+    expect(containers(out).map((c) => c.image)).toEqual([`${APP}:${TAG}@${DIGEST}`, 'redis']);
+  });
+
+  it('leaves a workload whose only untagged image is not the service\'s own unversioned, and makes no canary of it', () => {
+    const input = deployment('web', [{ name: 'redis', image: 'redis' }]);
+    const own = { ownImages: ['registry.example.com/**'] };
+    const stable = only(rewrite([input], options(own)));
+    expect(containers(stable)).toEqual([{ name: 'redis', image: 'redis' }]);
+    expect(stable.metadata.labels?.['track']).toBeUndefined();
+    expect(rewrite([input], options({ ...own, track: 'canary' }))).toEqual([]);
+  });
+});
