@@ -34,6 +34,8 @@ export class ServiceLocks {
   readonly #last = new Map<string, Waiter>();
 
   async run<T>(key: string, waitMs: number, fn: () => Promise<T>, burst?: Burst<T>): Promise<T> {
+    // With nobody queued, the turn is this request's at once: no newer one may take its place.
+    const idle = !this.#tails.has(key);
     const previous = this.#tails.get(key) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
@@ -46,7 +48,7 @@ export class ServiceLocks {
     const outcome = new Promise<Outcome<T>>((resolve) => {
       settle = resolve;
     });
-    let state: 'waiting' | 'started' | 'left' = 'waiting';
+    let state: 'waiting' | 'started' | 'left' = idle ? 'started' : 'waiting';
     let timer: NodeJS.Timeout | undefined;
     let onSupersede: (() => void) | undefined;
     const me: Waiter = {
@@ -66,10 +68,11 @@ export class ServiceLocks {
     const got = await new Promise<'locked' | 'timeout' | 'superseded'>((resolve) => {
       onSupersede = () => resolve('superseded');
       void previous.then(() => {
-        if (state !== 'waiting') return;
+        if (state === 'left') return;
         state = 'started';
         resolve('locked');
       });
+      if (idle) return;
       timer = setTimeout(() => {
         if (state !== 'waiting') return;
         state = 'left';
