@@ -523,15 +523,18 @@ async function main(): Promise<void> {
       failures.push(line);
       say(`concurrent deploy failed: ${line}`);
     }
-    // The final state of each service: every object at the version of the deploy answered last (deploys of one
-    // service run one after the other, so the last answer is the last apply).
+    // The final state of each service: every object at the version of the deploy that ran last. Deploys of one
+    // service run one after the other, and of those waiting only the newest runs (the others answer with
+    // `supersededBy`), so the last answer without `supersededBy` is the last apply.
     const live = LiveObjects.parse(
       JSON.parse(await run(KUBECTL, ['--kubeconfig', kube.adminKubeconfig, 'get', 'deployments,configmaps,services', '--all-namespaces', '-o', 'json'])),
     );
     let correct = 0;
     const wrong: string[] = [];
     for (const c of conc) {
-      const mine = requests.map((r, i) => ({ ...r, a: answers[i] })).filter((r) => r.service === c.name && r.a?.status === 200);
+      const mine = requests
+        .map((r, i) => ({ ...r, a: answers[i] }))
+        .filter((r) => r.service === c.name && r.a?.status === 200 && r.a.body['supersededBy'] === undefined);
       const last = mine.sort((x, y) => (x.a?.endedAt ?? 0) - (y.a?.endedAt ?? 0)).at(-1);
       const ns = `bench-${c.name}`;
       const find = (kind: string, name: string) => live.items.find((o) => o.kind === kind && o.metadata.namespace === ns && o.metadata.name === name);
@@ -557,7 +560,8 @@ async function main(): Promise<void> {
       target: 'errors 0, p99 ≤ 5 s, final state correct',
       met: concErrors.length === 0 && summarize(concMs).p99 <= 5000 && correct === conc.length,
       note:
-        `errors ${concErrors.length}; final state correct for ${correct}/${conc.length}` +
+        `errors ${concErrors.length}; ${answers.filter((a) => a.body['supersededBy'] !== undefined).length} answered as superseded by a newer deploy; ` +
+        `final state correct for ${correct}/${conc.length}` +
         (wrong.length > 0 ? ` (wrong: ${wrong.join(', ')})` : '') +
         (failures.length > 0 ? `; failures: ${failures.slice(0, 3).join(' / ')}` : ''),
     });

@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   }
   const { app } = wired;
 
-  exitOnSignals({ close: () => app.close(), graceSeconds: config.shutdownGraceSeconds, logger, output });
+  exitOnSignals({ close: () => app.close().then(() => wired.deployer.settled()), graceSeconds: config.shutdownGraceSeconds, logger, output });
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   log.info({ address, version, insecureNoAuth: config.insecureNoAuth }, 'listening');

@@ -87,6 +87,9 @@ export function formatDeploy(result: DeployResult | FlowResult): string {
   if ('canary' in result && result.canary !== undefined) {
     rows.push(['canary removed', `${result.canary.tag} (commit ${result.canary.commit})`]);
   }
+  if ('supersededBy' in result && result.supersededBy !== undefined) {
+    rows.push(['superseded by', `request ${result.supersededBy.requestId} (${result.supersededBy.tag}, commit ${result.supersededBy.commit})`]);
+  }
   rows.push(['took', `${(result.durationMs / 1000).toFixed(1)} s`]);
   if (result.verdict !== undefined) rows.push(['rollout', `${result.verdict.result}: ${result.verdict.message}`]);
   const lines = [result.message, table(rows)];
@@ -122,6 +125,8 @@ export function formatApiError(message: string, status: number, body: ErrorBody)
   // A rollout that failed (`--wait`): what each Deployment did; the version was applied nevertheless.
   for (const d of body.verdict?.deployments ?? []) lines.push(`  Deployment ${d.namespace}/${d.name}: ${d.state}: ${d.reason}`);
   if (body.verdict !== undefined && body.tag !== undefined) lines.push(`  applied: ${body.tag}${body.commit === undefined ? '' : ` (commit ${body.commit})`}`);
+  const by = body.supersededBy;
+  if (by !== undefined) lines.push(`  superseded by: request ${by.requestId}${by.commit === undefined ? '' : ` (${by.tag ?? ''}, commit ${by.commit})`}`);
   if (body.requestId !== undefined) lines.push(`  request id: ${body.requestId}`);
   return lines.join('\n');
 }

@@ -88,6 +88,8 @@ export const DeployResult = z.object({
   ),
   durationMs: z.number(),
   verdict: Verdict.optional(),
+  /** A newer deploy of a burst ran in this request's place, and its commit contains this one's. */
+  supersededBy: z.object({ requestId: z.string(), commit: z.string(), tag: z.string() }).optional(),
 });
 export type DeployResult = z.infer<typeof DeployResult>;
 
@@ -115,6 +117,8 @@ export const ErrorBody = z.looseObject({
   verdict: Verdict.optional(),
   commit: z.string().optional(),
   tag: z.string().optional(),
+  /** A 409 of a deploy a newer one took the place of: that request, and what it deployed (when it did). */
+  supersededBy: z.object({ requestId: z.string(), commit: z.string().optional(), tag: z.string().optional() }).optional(),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

@@ -46,6 +46,11 @@ export interface Source {
   /** Every file below the service's `manifestsDir` at `commit` (a full id from `resolve`), read without a checkout. */
   filesAt(service: ServiceConfig, commit: string, options?: ReadOptions): Promise<ManifestFile[]>;
   commitFacts(service: ServiceConfig, commit: string): Promise<CommitFacts>;
+  /**
+   * Whether `commit` (a full id) contains the change `ref` names — `ref` is `commit` or one of its ancestors —
+   * judged from the cache alone, without fetching: a ref the cache does not know is not contained.
+   */
+  contains(service: ServiceConfig, ref: string, commit: string): Promise<boolean>;
 }
 
 /**
@@ -68,7 +73,8 @@ export interface Cluster {
   liveAnnotations(objects: KubeObject[], key: string): Promise<(string | undefined)[]>;
   /** Every object the apiserver would refuse, with its reason; empty when all would apply. */
   dryRun(objects: KubeObject[]): Promise<ObjectFailure[]>;
-  apply(objects: KubeObject[]): Promise<ObjectResult[]>;
+  /** Applies in the order given; consecutive objects of one `tierOf` value may go at once (none needs another). */
+  apply(objects: KubeObject[], tierOf?: (object: KubeObject) => number): Promise<ObjectResult[]>;
   deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]>;
   /** Objects of a kind with the labels (`labelSelector`), in `namespace` for a namespaced kind; [] for a kind not served. */
   listLabelled(apiVersion: string, kind: string, namespace: string | undefined, labelSelector: string): Promise<LabelledObject[]>;

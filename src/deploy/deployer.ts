@@ -5,7 +5,7 @@ import type { Cluster, LiveReader, Registry, Reporter, Source } from '../core/po
 import type { CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
 import { ConflictError, DeployerError } from '../errors.js';
 import { promote, rollback, type FlowDeps, type FlowDone } from './flows.js';
-import { within, type DeployLock, type Hold } from './lock.js';
+import { within, type DeployLock, type Hold, type Outcome } from './lock.js';
 import { manifestsAt, runPipeline, type PipelineDeps } from './pipeline.js';
 import { serviceDeployments, serviceState, type DeploymentState } from './state.js';
 import { untaggedImages } from './pod-template.js';
@@ -39,7 +39,8 @@ interface Reportable<T> {
     | {
         readonly commit?: string | undefined;
         readonly tag?: string | undefined;
-        readonly facts?: Promise<CommitFacts | undefined>;
+        /** A deploy ran: the event line carries its commit facts, read after the answer. */
+        readonly deployed?: boolean | undefined;
         readonly failingSince?: string | undefined;
         readonly flow?: DeployEvent['flow'];
       }
@@ -67,6 +68,8 @@ export class Deployer implements DeployService {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #inFlight = new Map<string, Promise<unknown>>();
+  /** Reports made after the answer, still waiting for their commit facts. */
+  readonly #reports = new Set<Promise<void>>();
 
   constructor(deps: DeployerDeps) {
     this.#deps = deps;
@@ -75,15 +78,56 @@ export class Deployer implements DeployService {
     this.#pipeline = { config: deps.config, keys: deps.keys, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
   }
 
+  /**
+   * A deploy or canary. Of a burst of them for one service, the newest (by arrival) runs in the place of those still
+   * waiting (lock.ts); each of those answers from the newest's outcome (`#superseded`).
+   */
   deploy(request: DeployRequest): Promise<DeployResult> {
     const key = JSON.stringify([request.kind, request.service.name, request.commit, request.tag, request.digests]);
     return this.#join(key, request, () =>
       this.#reported(request, { notifyConflicts: true }, async () => {
         const { service, requestId } = request;
-        const result = await this.#deps.lock.queued(service, () => this.#run(request, this.#deps.lock.leased(service, requestId)));
-        return { answer: result, event: { commit: result.commit, tag: result.tag, facts: result.facts } };
-      }).then(({ facts: _facts, ...result }) => result),
+        const result = await this.#deps.lock.queued(service, () => this.#run(request, this.#deps.lock.leased(service, requestId)), {
+          group: request.kind,
+          id: requestId,
+          superseded: (by) => this.#superseded(request, by),
+        });
+        // A superseded request deployed nothing itself: the request that ran reports the deploy.
+        if (result.supersededBy !== undefined) return { answer: result };
+        return { answer: result, event: { commit: result.commit, tag: result.tag, deployed: true } };
+      }).then(({ requestId: _requestId, ...result }) => result),
     );
+  }
+
+  /**
+   * The answer of a request a newer one took the place of: 200 with `supersededBy` when the deployed commit contains
+   * the requested one (the change is live), else 409 naming the newer request (CI's `curl --fail-with-body` fails
+   * that build: its change is not what runs). Nothing is lost silently: each is logged, and a 409 reported.
+   */
+  async #superseded(request: DeployRequest, by: Outcome<DeployRun>): Promise<DeployRun> {
+    const { service, requestId } = request;
+    const asked = request.commit ?? request.tag ?? '';
+    const fields = { service: service.name, kind: request.kind, requestId, supersededBy: by.id };
+    if (!by.ok) {
+      this.#log.info(fields, 'superseded by a newer request, which failed');
+      const error = by.error instanceof Error ? by.error : new Error(String(by.error));
+      throw new ConflictError(`${service.name} ${asked} was not deployed: newer request ${by.id} took its place and failed: ${error.message}`, {
+        detail: { supersededBy: { requestId: by.id }, failure: { status: error instanceof DeployerError ? error.status : 500, message: error.message } },
+      });
+    }
+    const run = by.value;
+    const supersededBy = { requestId: by.id, commit: run.commit, tag: run.tag };
+    const live = request.commit === undefined ? request.tag === run.tag : await this.#deps.source.contains(service, request.commit, run.commit);
+    this.#log.info({ ...fields, commit: run.commit, live }, 'superseded by a newer request');
+    if (!live) {
+      throw new ConflictError(
+        `${service.name} ${asked} was not deployed: newer request ${by.id} took its place and deployed ${run.tag} ` +
+          `(commit ${run.commit}), which does not contain it`,
+        { detail: { supersededBy } },
+      );
+    }
+    const what = request.kind === 'canary' ? ' as canary' : '';
+    return { ...run, requestId, message: `${service.name} ${run.tag} is deployed${what} (newer request ${by.id} took the place of this one; it contains ${asked})`, supersededBy };
   }
 
   rollback(request: RollbackRequest): Promise<FlowResult> {
@@ -138,7 +182,7 @@ export class Deployer implements DeployService {
       images: applied.images,
       objects: applied.results,
       durationMs: Math.round(performance.now() - started),
-      facts: applied.facts,
+      requestId: request.requestId,
     };
   }
 
@@ -157,7 +201,7 @@ export class Deployer implements DeployService {
       }
       const version = done.deployed ?? done.removed;
       const moved = { removedCanary: done.result.canary, deployedStable: done.deployed !== undefined };
-      return { answer, event: { commit: version?.commit, tag: version?.tag, facts: done.deployed?.facts, failingSince: done.failingSince, flow: moved } };
+      return { answer, event: { commit: version?.commit, tag: version?.tag, deployed: done.deployed !== undefined, failingSince: done.failingSince, flow: moved } };
     });
   }
 
@@ -174,20 +218,26 @@ export class Deployer implements DeployService {
     try {
       const { answer, event } = await run();
       if (event !== undefined) {
-        const facts = await event.facts;
-        reporter.succeeded({
-          ...base,
-          commit: event.commit,
-          tag: event.tag,
-          result: 'success',
-          durationMs: Math.round(performance.now() - started),
-          author: facts?.author,
-          insertions: facts?.insertions,
-          deletions: facts?.deletions,
-          committedAt: facts?.date,
-          failingSince: event.failingSince,
-          flow: event.flow,
-        });
+        const durationMs = Math.round(performance.now() - started);
+        // The facts (author, line counts) cost git work the caller need not wait for: the line comes a moment later.
+        const facts = event.deployed === true && event.commit !== undefined ? this.#factsOf(request.service, event.commit) : Promise.resolve(undefined);
+        this.#later(
+          facts.then((f) =>
+            reporter.succeeded({
+              ...base,
+              commit: event.commit,
+              tag: event.tag,
+              result: 'success',
+              durationMs,
+              author: f?.author,
+              insertions: f?.insertions,
+              deletions: f?.deletions,
+              committedAt: f?.date,
+              failingSince: event.failingSince,
+              flow: event.flow,
+            }),
+          ),
+        );
       }
       return answer;
     } catch (err) {
@@ -208,6 +258,26 @@ export class Deployer implements DeployService {
     } finally {
       done();
     }
+  }
+
+  /** Resolves once every report still waiting for its commit facts is made (at shutdown, and for tests). */
+  async settled(): Promise<void> {
+    while (this.#reports.size > 0) await Promise.all([...this.#reports]);
+  }
+
+  /** The event log's commit facts; nice to have, so their lack never fails a deploy that went through. */
+  async #factsOf(service: ServiceConfig, commit: string): Promise<CommitFacts | undefined> {
+    try {
+      return await this.#deps.source.commitFacts(service, commit);
+    } catch (err) {
+      this.#log.warn({ err, service: service.name, commit }, 'commit facts unavailable');
+      return undefined;
+    }
+  }
+
+  #later(report: Promise<void>): void {
+    const tracked = report.catch((err: unknown) => this.#log.error({ err }, 'report failed')).finally(() => this.#reports.delete(tracked));
+    this.#reports.add(tracked);
   }
 
   /** Joins identical requests while one is in flight: the second caller gets the first one's answer. */

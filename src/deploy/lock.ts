@@ -2,14 +2,40 @@ import type { ServiceConfig } from '../config/load.js';
 import { BusyError, TimeLimitError } from '../errors.js';
 import type { LeaseLock } from './lease.js';
 
+/** What became of a request that took the lock, by the request's id: its value, or the error it failed with. */
+export type Outcome<T> = { readonly id: string; readonly ok: true; readonly value: T } | { readonly id: string; readonly ok: false; readonly error: unknown };
+
+/**
+ * A request that a newer one of the same `group` may take the place of while it waits (a burst of deploys of one
+ * service: only the newest runs). `superseded` makes the waiter's answer from the outcome of the request that ran in
+ * its place (followed through any number of newer ones).
+ */
+export interface Burst<T> {
+  readonly group: string;
+  readonly id: string;
+  readonly superseded: (by: Outcome<T>) => Promise<T>;
+}
+
+interface Waiter {
+  readonly group: string | undefined;
+  /** Takes the waiter out of the queue in favour of a newer request; false when it has started (or left) already. */
+  supersede(by: Promise<Outcome<unknown>>): boolean;
+}
+
 /**
  * One deploy per service at a time within this process (issue: "a second waits, bounded, then 409"); different
- * services run in parallel. Waiters are served in arrival order.
+ * services run in parallel. Waiters are served in arrival order, except that a request with a `Burst` group takes
+ * the place of the request queued right before it when that one is of the same group and still waiting: of a burst
+ * of deploys of one service, the one running finishes and the newest runs next; those in between do not run.
  */
 export class ServiceLocks {
   readonly #tails = new Map<string, Promise<void>>();
+  /** The last request queued per key while it waits: the one a newer request of its group may take the place of. */
+  readonly #last = new Map<string, Waiter>();
 
-  async run<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+  async run<T>(key: string, waitMs: number, fn: () => Promise<T>, burst?: Burst<T>): Promise<T> {
+    // With nobody queued, the turn is this request's at once: no newer one may take its place.
+    const idle = !this.#tails.has(key);
     const previous = this.#tails.get(key) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
@@ -18,20 +44,61 @@ export class ServiceLocks {
     const tail = previous.then(() => mine);
     this.#tails.set(key, tail);
 
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), waitMs);
+    let settle!: (outcome: Outcome<T> | Promise<Outcome<T>>) => void;
+    const outcome = new Promise<Outcome<T>>((resolve) => {
+      settle = resolve;
     });
-    const got = await Promise.race([previous.then(() => 'locked' as const), timedOut]);
+    let state: 'waiting' | 'started' | 'left' = idle ? 'started' : 'waiting';
+    let timer: NodeJS.Timeout | undefined;
+    let onSupersede: (() => void) | undefined;
+    const me: Waiter = {
+      group: burst?.group,
+      supersede: (by) => {
+        if (state !== 'waiting') return false;
+        state = 'left';
+        settle(by as Promise<Outcome<T>>);
+        onSupersede?.();
+        return true;
+      },
+    };
+    const before = this.#last.get(key);
+    if (burst !== undefined && before?.group === burst.group) before.supersede(outcome);
+    this.#last.set(key, me);
+
+    const got = await new Promise<'locked' | 'timeout' | 'superseded'>((resolve) => {
+      onSupersede = () => resolve('superseded');
+      void previous.then(() => {
+        if (state === 'left') return;
+        state = 'started';
+        resolve('locked');
+      });
+      if (idle) return;
+      timer = setTimeout(() => {
+        if (state !== 'waiting') return;
+        state = 'left';
+        resolve('timeout');
+      }, waitMs);
+    });
     clearTimeout(timer);
-    if (got === 'timeout') {
+    if (this.#last.get(key) === me) this.#last.delete(key);
+    if (got !== 'locked') {
       // Give the turn up without blocking those queued behind: they wait for `previous` through our `mine`.
       void previous.then(release);
       this.#cleanup(key, tail);
-      throw new BusyError(`another deploy of ${key} is running; try again later`, { detail: { service: key } });
+    }
+    if (got === 'superseded' && burst !== undefined) return burst.superseded(await outcome);
+    if (got !== 'locked') {
+      const busy = new BusyError(`another deploy of ${key} is running; try again later`, { detail: { service: key } });
+      settle({ id: burst?.id ?? '', ok: false, error: busy });
+      throw busy;
     }
     try {
-      return await fn();
+      const value = await fn();
+      settle({ id: burst?.id ?? '', ok: true, value });
+      return value;
+    } catch (err) {
+      settle({ id: burst?.id ?? '', ok: false, error: err });
+      throw err;
     } finally {
       release();
       this.#cleanup(key, tail);
@@ -102,9 +169,9 @@ export class DeployLock {
     this.#now = options.now ?? Date.now;
   }
 
-  /** This process's queue of the service. */
-  queued<T>(service: ServiceConfig, fn: () => Promise<T>): Promise<T> {
-    return this.#queue.run(service.name, this.#waitMs, fn);
+  /** This process's queue of the service; with `burst`, a newer request of its group may take its place (ServiceLocks). */
+  queued<T>(service: ServiceConfig, fn: () => Promise<T>, burst?: Burst<T>): Promise<T> {
+    return this.#queue.run(service.name, this.#waitMs, fn, burst);
   }
 
   /** The service's Lease across replicas, to be taken inside `queued`. */

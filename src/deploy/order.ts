@@ -33,10 +33,15 @@ const RANK: Readonly<Record<string, number>> = {
   PodDisruptionBudget: 8,
 };
 
+/** An object's dependency tier: objects of one tier never need each other, so they may be applied at once. */
+export function tierOf(object: Pick<KubeObject, 'kind'>): number {
+  return RANK[object.kind] ?? 6;
+}
+
 /** A stable sort by dependency rank: within a rank the manifests' own order is kept. */
 export function applyOrder<T extends Pick<KubeObject, 'kind'>>(objects: readonly T[]): T[] {
   return objects
-    .map((object, index) => ({ object, index, rank: RANK[object.kind] ?? 6 }))
+    .map((object, index) => ({ object, index, rank: tierOf(object) }))
     .sort((a, b) => a.rank - b.rank || a.index - b.index)
     .map((e) => e.object);
 }

@@ -2,16 +2,16 @@ import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, ReadOptions, Registry, Source } from '../core/ports.js';
-import type { CommitFacts, ImageRef, KubeObject, LabelledObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
+import type { ImageRef, KubeObject, LabelledObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
 import { ownersOf, refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
 import { withApiDefaults } from './defaults.js';
-import type { Hold } from './lock.js';
+import type { Deadline, Hold } from './lock.js';
 import { parseManifests } from './manifests.js';
 import { untaggedImages } from './pod-template.js';
-import { applyOrder } from './order.js';
+import { applyOrder, tierOf } from './order.js';
 import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
 import { planJobs, replaceJobs } from './jobs.js';
@@ -46,8 +46,6 @@ interface Located {
   readonly service: ServiceConfig;
   readonly track: Track;
   readonly commit: string;
-  /** The event log's commit facts, read while the rest goes on; never rejects. */
-  readonly facts: Promise<CommitFacts | undefined>;
 }
 interface Read extends Located {
   readonly objects: readonly KubeObject[];
@@ -56,13 +54,16 @@ interface Read extends Located {
 interface Versioned extends Read {
   readonly version: ResolvedVersion;
 }
+interface Checked extends Versioned {
+  /** This service's canaries a stable deploy removes before it applies, by namespace. */
+  readonly canaries: ReadonlyMap<string, readonly string[]>;
+}
 
 /** A deploy that went through: the version, what each untagged image became, and what happened to each object. */
 export interface Applied {
   readonly version: ResolvedVersion;
   readonly images: readonly DeployedImage[];
   readonly results: readonly ObjectResult[];
-  readonly facts: Promise<CommitFacts | undefined>;
 }
 
 /** Runs the pipeline; `hold` takes the Lease for the cluster phase (or runs it as it is, when a flow holds it). */
@@ -73,12 +74,7 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
   const placed = await place(deps, versioned);
   const rewritten = rewriteFor(deps.keys, placed);
   return hold(async (deadline) => {
-    const remembered = await rememberPrevious(deps, rewritten);
-    deadline.check('the ownership check');
-    const guarded = await guard(deps, remembered);
-    deadline.check('the dry-run');
-    const changes = await planChanges(deps, guarded);
-    const checked = await dryRun(deps, changes.plan);
+    const { checked, changes } = await check(deps, rewritten, deadline);
     deadline.check('the apply');
     return completeChanges(deps, changes, await apply(deps, checked));
   });
@@ -114,11 +110,6 @@ async function locate(deps: PipelineDeps, request: DeployRequest): Promise<Locat
     service,
     track: request.kind === 'canary' ? 'canary' : 'stable',
     commit,
-    facts: deps.source.commitFacts(service, commit).catch((err: unknown) => {
-      // The event log's facts are nice to have; their lack never fails a deploy that went through.
-      deps.logger.warn({ err, service: service.name, commit }, 'commit facts unavailable');
-      return undefined;
-    }),
   };
 }
 
@@ -231,10 +222,27 @@ async function rememberPrevious(deps: PipelineDeps, plan: Versioned): Promise<Ve
   return { ...plan, objects: await recordPrevious(deps.keys, deps.live, plan.objects, plan.request.kind, plan.version) };
 }
 
-/** Refuses objects of other services, and canaries next to their Deployments (guards.ts). */
-async function guard(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
-  await refuseForeign(deps, plan.service, plan.objects);
-  return plan;
+/**
+ * The checks before the apply, at once, since none of them writes: the ownership check (guards.ts), the read of the
+ * canaries a stable deploy removes, and — after remembering the previous version — the dry-run. Each is a round trip
+ * to the apiserver; in turn they made most of a warm deploy's time. A refusal of the ownership check wins over the
+ * dry-run's, as when they ran one after the other.
+ */
+async function check(deps: PipelineDeps, plan: Versioned, deadline: Deadline): Promise<{ checked: Checked; changes: Changes }> {
+  deadline.check('the ownership check');
+  const [guarded, dryRan, canaries] = await Promise.allSettled([
+    refuseForeign(deps, plan.service, plan.objects),
+    rememberPrevious(deps, plan).then(async (remembered) => {
+      const changes = await planChanges(deps, remembered);
+      deadline.check('the dry-run');
+      return { changes, checked: await dryRun(deps, changes.plan) };
+    }),
+    ownCanaries(deps, plan),
+  ]);
+  if (guarded.status === 'rejected') throw guarded.reason;
+  if (dryRan.status === 'rejected') throw dryRan.reason;
+  if (canaries.status === 'rejected') throw canaries.reason;
+  return { checked: { ...dryRan.value.checked, canaries: canaries.value }, changes: dryRan.value.changes };
 }
 
 async function dryRun(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
@@ -250,10 +258,14 @@ async function dryRun(deps: PipelineDeps, plan: Versioned): Promise<Versioned> {
   throw new ManifestError(`${why}the apiserver refused ${failures.length} object(s); nothing was applied`, { detail: { failures } });
 }
 
-/** A stable deploy removes the canaries first, so that never more than two versions run (thesis 5.5); then applies. */
-async function apply(deps: PipelineDeps, plan: Versioned): Promise<Applied> {
-  const deleted = plan.track === 'stable' ? await deleteCanaries(deps, plan) : [];
-  const applied = await deps.cluster.apply([...plan.objects]);
+/**
+ * A stable deploy removes the canaries first, so that never more than two versions run (thesis 5.5); then applies,
+ * each dependency tier at once (order.ts).
+ */
+async function apply(deps: PipelineDeps, plan: Checked): Promise<Applied> {
+  const deleted: ObjectResult[] = [];
+  for (const [ns, names] of plan.canaries) deleted.push(...(await deps.cluster.deleteDeployments(ns, [...names])));
+  const applied = await deps.cluster.apply([...plan.objects], tierOf);
   return {
     version: plan.version,
     images: plan.untagged.map((ref) => ({
@@ -261,17 +273,18 @@ async function apply(deps: PipelineDeps, plan: Versioned): Promise<Applied> {
       applied: withVersion(ref, plan.version.tag, Object.hasOwn(plan.version.digests, ref.original) ? plan.version.digests[ref.original] : undefined),
     })),
     results: [...deleted, ...applied],
-    facts: plan.facts,
   };
 }
 
 /**
- * Removes the canaries of the stable Deployments about to be applied: only those this service deployed (by the
- * ownership annotation), or the original deployer's (original-canary.ts), so a Deployment that merely has the name
- * `NAME-canary` is never deleted.
+ * The canaries of the stable Deployments about to be applied that a stable deploy removes: only those this service
+ * deployed (by the ownership annotation), or the original deployer's (original-canary.ts), so a Deployment that
+ * merely has the name `NAME-canary` is never deleted.
  */
-async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<ObjectResult[]> {
+async function ownCanaries(deps: PipelineDeps, plan: Versioned): Promise<Map<string, string[]>> {
   const { service } = plan;
+  const byNamespace = new Map<string, string[]>();
+  if (plan.track !== 'stable') return byNamespace;
   const candidates: KubeObject[] = plan.objects
     .filter((o) => o.kind === 'Deployment')
     .map((o) => ({
@@ -279,10 +292,9 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
       kind: 'Deployment',
       metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
     }));
-  if (candidates.length === 0) return [];
+  if (candidates.length === 0) return byNamespace;
   const owners = await ownersOf(deps, candidates);
   const stables = plan.objects.filter((o) => o.kind === 'Deployment');
-  const byNamespace = new Map<string, string[]>();
   for (const [i, c] of candidates.entries()) {
     const ns = c.metadata.namespace ?? service.namespace;
     // Unannotated: only a canary the original deployer left (original-canary.ts).
@@ -295,9 +307,7 @@ async function deleteCanaries(deps: PipelineDeps, plan: Versioned): Promise<Obje
     }
     byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
   }
-  const results: ObjectResult[] = [];
-  for (const [ns, names] of byNamespace) results.push(...(await deps.cluster.deleteDeployments(ns, names)));
-  return results;
+  return byNamespace;
 }
 
 /** The objects of a service's manifests directory at `commit`; a read (`GET /:service/tags`) says so in `options`. */

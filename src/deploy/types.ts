@@ -1,5 +1,5 @@
 import type { ServiceConfig } from '../config/load.js';
-import type { Caller, CommitFacts, DeployKind, ObjectResult } from '../core/types.js';
+import type { Caller, DeployKind, ObjectResult } from '../core/types.js';
 import type { DeploymentState } from './state.js';
 import type { Verdict } from './verdict.js';
 
@@ -24,9 +24,18 @@ export interface DeployedImage {
   readonly applied: string;
 }
 
+/** The newer request of a burst that ran in a request's place (deployer.ts), and the version it deployed. */
+export interface SupersededBy {
+  readonly requestId: string;
+  readonly commit: string;
+  readonly tag: string;
+}
+
 export interface DeployResult {
   /** The thesis' message: `SERVICE TAG is deployed` / `SERVICE TAG is deployed as canary`. */
   readonly message: string;
+  /** Set when a newer deploy of the service ran in this request's place and its commit contains this request's. */
+  readonly supersededBy?: SupersededBy | undefined;
   readonly service: string;
   readonly kind: DeployKind;
   readonly commit: string;
@@ -36,9 +45,9 @@ export interface DeployResult {
   readonly durationMs: number;
 }
 
-/** A deploy as the pipeline answers it, with the commit facts its report names (read meanwhile; never rejects). */
+/** A deploy as the pipeline answers it, with the request that ran it. */
 export interface DeployRun extends DeployResult {
-  readonly facts: Promise<CommitFacts | undefined>;
+  readonly requestId: string;
 }
 
 export interface ImageTags {

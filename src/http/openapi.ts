@@ -15,6 +15,8 @@ export interface RouteEntry {
   readonly params?: z.ZodType | undefined;
   readonly querystring?: z.ZodType | undefined;
   readonly body?: z.ZodType | undefined;
+  /** Answers the route documents beyond the generic ones (`config.responses` of the route), by status. */
+  readonly responses?: Readonly<Record<string, { readonly description: string; readonly schema?: z.ZodType | undefined }>> | undefined;
 }
 
 /** Paths every probe and scraper reaches without a token. */
@@ -32,7 +34,8 @@ export function routeEntryOf(route: RouteOptions): RouteEntry | undefined {
   if (methods.length === 0) return undefined;
   const schema = (route.schema ?? {}) as Record<string, unknown>;
   const pick = (part: string): z.ZodType | undefined => (isZod(schema[part]) ? schema[part] : undefined);
-  return { methods, url: route.url, params: pick('params'), querystring: pick('querystring'), body: pick('body') };
+  const config = (route.config ?? {}) as { responses?: RouteEntry['responses'] };
+  return { methods, url: route.url, params: pick('params'), querystring: pick('querystring'), body: pick('body'), responses: config.responses };
 }
 
 /** JSON Schema of what a request may send: the schemas' output side, since preprocessing accepts more than it says. */
@@ -68,6 +71,12 @@ function operationOf(route: RouteEntry, method: string, path: string): JsonSchem
       default: { description: 'an error: 4xx names the problem, 5xx only a request id', content: { 'application/json': { schema: ERROR_BODY } } },
     },
   };
+  for (const [status, { description, schema }] of Object.entries(route.responses ?? {})) {
+    (operation['responses'] as Record<string, JsonSchema>)[status] = {
+      description,
+      ...(schema === undefined ? {} : { content: { 'application/json': { schema: jsonSchemaOf(schema) } } }),
+    };
+  }
   if (route.body !== undefined && method !== 'GET') {
     const schema = jsonSchemaOf(route.body);
     operation['requestBody'] = {

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Action } from '../config/schema.js';
 import type { DeploymentState } from '../deploy/state.js';
@@ -14,6 +15,22 @@ import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
 import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
 import type { Caller, DeployKind } from '../core/types.js';
+
+
+const SupersededBy = z.object({ requestId: z.string(), commit: z.string(), tag: z.string() });
+/** What the OpenAPI document says of a deploy's answers beyond the generic ones (a burst: deployer.ts). */
+const DEPLOY_RESPONSES = {
+  '200': {
+    description:
+      'deployed; with `supersededBy` when a newer deploy of the service ran in the place of this waiting one and its commit contains this one (the change is live)',
+    schema: z.looseObject({ message: z.string(), commit: z.string(), tag: z.string(), supersededBy: SupersededBy.optional() }),
+  },
+  '409': {
+    description:
+      "the service's lock stayed taken, or a newer deploy ran in this one's place and its commit does not contain this one, or it failed (`supersededBy` names it)",
+    schema: z.looseObject({ error: z.string(), supersededBy: SupersededBy.partial({ commit: true, tag: true }).optional() }),
+  },
+};
 
 export interface RouteDeps {
   readonly config: Config;
@@ -122,6 +139,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
         method: ['PUT', 'POST'],
         url,
         schema: { params: ServiceParams, body: DeployWaitBody, querystring: DeployWaitQuery },
+        config: { responses: DEPLOY_RESPONSES },
         onRequest: guard(kind),
         handler: async (request, reply): Promise<WithVerdict<DeployResult>> => {
           const service = serviceNamed(request.params.service);

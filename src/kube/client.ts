@@ -27,6 +27,8 @@ const DISCOVERY_MISS_TTL_MS = 30_000;
 const SEEN_TTL_MS = 10_000;
 /** Dry-runs in flight at once. */
 const DRY_RUN_CONCURRENCY = 4;
+/** Applies of one dependency tier in flight at once. */
+const APPLY_CONCURRENCY = 4;
 
 interface DiscoveredGroup {
   at: number;
@@ -132,43 +134,58 @@ export class KubeClient {
   }
 
   /**
-   * Server-side applies the objects one by one, in the order given (namespaces and CRDs before what uses them),
-   * and says for each whether it was created, configured or unchanged. Stops at the first refusal.
+   * Server-side applies the objects in the order given (namespaces and CRDs before what uses them) and says for each
+   * whether it was created, configured or unchanged. Consecutive objects of one dependency tier (`tierOf`, e.g. the
+   * ConfigMaps, then the Deployments) go at once, since none of them needs another; without `tierOf`, one by one.
+   * Stops at the first refusal: no later tier starts, and the error lists what was applied.
    */
-  async apply(objects: KubeObject[]): Promise<ObjectResult[]> {
+  async apply(objects: KubeObject[], tierOf?: (object: KubeObject) => number): Promise<ObjectResult[]> {
     const results: ObjectResult[] = [];
-    for (const object of objects) {
-      const target = await this.#target(object);
-      if (!('path' in target)) {
-        throw new ManifestError(`${object.kind} ${object.metadata.name}: ${target.reason}`, {
-          detail: { failures: [target], applied: results },
-        });
-      }
-      const previousVersion = await this.#versionBefore(target);
-
-      const res = await this.#apply(target, false);
-      if (res.status !== 200 && res.status !== 201) {
-        if (isManifestFault(res)) {
-          const failure = failureOf(object, target.context.namespace, failureReason(res));
-          throw new ManifestError(`the apiserver refused ${object.kind} ${object.metadata.name}: ${failure.reason}`, {
-            detail: { failures: [failure], applied: results },
-          });
+    for (const tier of tiers(objects, tierOf)) {
+      let failure: { err: unknown } | undefined;
+      const outcomes = await mapLimit(tier, APPLY_CONCURRENCY, async (object) => {
+        // After a refusal no further object of the tier starts; those under way finish and are listed.
+        if (failure !== undefined) return undefined;
+        try {
+          return await this.#applyOne(object);
+        } catch (err) {
+          failure ??= { err };
+          return undefined;
         }
-        throw refusal(res, target.context);
+      });
+      results.push(...outcomes.filter((r): r is ObjectResult => r !== undefined));
+      if (failure === undefined) continue;
+      const { err } = failure;
+      if (err instanceof ManifestError && err.detail !== undefined && 'failures' in err.detail) {
+        // The failing object's error names what was applied before it, in this tier too.
+        throw new ManifestError(err.message, { detail: { failures: err.detail['failures'], applied: results } });
       }
-      const after = resourceVersionOf(res, target.context);
-      const action = res.status === 201 ? 'created' : after === previousVersion ? 'unchanged' : 'configured';
-      const result: ObjectResult = {
-        apiVersion: object.apiVersion,
-        kind: object.kind,
-        namespace: target.context.namespace,
-        name: object.metadata.name,
-        action,
-      };
-      this.#log.info(result, 'applied');
-      results.push(result);
+      throw err;
     }
     return results;
+  }
+
+  async #applyOne(object: KubeObject): Promise<ObjectResult> {
+    const target = await this.#target(object);
+    if (!('path' in target)) {
+      throw new ManifestError(`${object.kind} ${object.metadata.name}: ${target.reason}`, { detail: { failures: [target] } });
+    }
+    const previousVersion = await this.#versionBefore(target);
+    const res = await this.#apply(target, false);
+    if (res.status !== 200 && res.status !== 201) {
+      if (isManifestFault(res)) {
+        const failure = failureOf(object, target.context.namespace, failureReason(res));
+        throw new ManifestError(`the apiserver refused ${object.kind} ${object.metadata.name}: ${failure.reason}`, {
+          detail: { failures: [failure] },
+        });
+      }
+      throw refusal(res, target.context);
+    }
+    const after = resourceVersionOf(res, target.context);
+    const action = res.status === 201 ? 'created' : after === previousVersion ? 'unchanged' : 'configured';
+    const result: ObjectResult = { apiVersion: object.apiVersion, kind: object.kind, namespace: target.context.namespace, name: object.metadata.name, action };
+    this.#log.info(result, 'applied');
+    return result;
   }
 
   /**
@@ -290,6 +307,20 @@ function resourceVersionOf(res: KubeResponse, context: RequestContext): string |
 
 function unexpected(what: string, cause: unknown): UpstreamError {
   return new UpstreamError('kubernetes', `the Kubernetes apiserver answered something unexpected for ${what}`, { cause });
+}
+
+/** Runs of consecutive objects with the same tier; each object alone without `tierOf`. */
+function tiers(objects: readonly KubeObject[], tierOf: ((object: KubeObject) => number) | undefined): KubeObject[][] {
+  const out: KubeObject[][] = [];
+  let last: number | undefined;
+  objects.forEach((object, i) => {
+    const tier = tierOf === undefined ? i : tierOf(object);
+    const current = out.at(-1);
+    if (current !== undefined && tier === last) current.push(object);
+    else out.push([object]);
+    last = tier;
+  });
+  return out;
 }
 
 /** Like `Promise.all(items.map(fn))`, at most `limit` at a time; results in the items' order. */

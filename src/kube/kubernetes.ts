@@ -68,8 +68,8 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   dryRun(objects: KubeObject[]): Promise<ObjectFailure[]> {
     return this.#client.dryRun(objects);
   }
-  apply(objects: KubeObject[]): Promise<ObjectResult[]> {
-    return this.#client.apply(objects);
+  apply(objects: KubeObject[], tierOf?: (object: KubeObject) => number): Promise<ObjectResult[]> {
+    return this.#client.apply(objects, tierOf);
   }
   deleteDeployments(namespace: string, names: string[]): Promise<ObjectResult[]> {
     return this.#client.deleteDeployments(namespace, names);

@@ -29,5 +29,6 @@ export function createSource(options: SourceOptions): Source {
       pick(service).filesAt(service, commit, options),
     commitFacts: (service: ServiceConfig, commit: string): Promise<CommitFacts> =>
       pick(service).commitFacts(service, commit),
+    contains: (service: ServiceConfig, ref: string, commit: string): Promise<boolean> => pick(service).contains(service, ref, commit),
   };
 }

@@ -61,6 +61,12 @@ export class SvnSource implements Source {
     return rev;
   }
 
+  /** svn history is one line of revisions: an earlier (or the same) revision is contained in a later one. */
+  contains(_service: ServiceConfig, ref: string, commit: string): Promise<boolean> {
+    const m = /^r?(\d{1,10})$/i.exec(ref);
+    return Promise.resolve(m?.[1] !== undefined && Number(m[1]) <= Number(commit));
+  }
+
   async filesAt(service: ServiceConfig, commit: string): Promise<ManifestFile[]> {
     const rev = parseRevision(commit);
     const dir = cleanDir(service.manifestsDir);

@@ -4,7 +4,7 @@ import { isLoopback, parseEnvFile, resolveConfig, type EnvFile } from '../../src
 import { UsageError } from '../../src/cli/errors.js';
 import { headerValue } from '../../src/cli/local.js';
 import { editDistance, nearest, parseCommandLine, type OptionName } from '../../src/cli/options.js';
-import { commonTags, formatAge, formatApiError } from '../../src/cli/output.js';
+import { commonTags, formatAge, formatApiError, formatDeploy } from '../../src/cli/output.js';
 import type { ServiceView } from '../../src/cli/schemas.js';
 import { podsOf, waitSecondsOf } from '../../src/cli/wait.js';
 import { DEFAULT_WAIT_SECONDS, parseDuration } from '../../src/http/flow-routes.js';
@@ -204,6 +204,15 @@ describe('output', () => {
         '  Deployment ns/api: failed: pod api-1: container app: CrashLoopBackOff',
         '  applied: main-abc1234 (commit abc1234)',
       ].join('\n'),
+    );
+  });
+
+  it('formatDeploy and formatApiError name the newer request that took the place of a deploy (supersededBy)', () => {
+    const supersededBy = { requestId: 'req-9', commit: 'c'.repeat(40), tag: 'main-ccccccc' };
+    const result = { message: 'web main-ccccccc is deployed', service: 'web', kind: 'deploy', commit: 'c'.repeat(40), tag: 'main-ccccccc', images: [], objects: [], durationMs: 1200, supersededBy };
+    expect(formatDeploy(result)).toContain(`superseded by: request req-9 (main-ccccccc, commit ${'c'.repeat(40)})`);
+    expect(formatApiError('web abc was not deployed', 409, { error: 'x', supersededBy, requestId: 'req-2' })).toBe(
+      ['web abc was not deployed (409)', `  superseded by: request req-9 (main-ccccccc, commit ${'c'.repeat(40)})`, '  request id: req-2'].join('\n'),
     );
   });
 

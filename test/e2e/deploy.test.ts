@@ -142,7 +142,8 @@ subjects: [{ kind: ServiceAccount, name: default, namespace: ${namespace} }]
     // The controller manager picked it up: a ReplicaSet exists for the new template.
     const objects = answer.body['objects'] as Array<{ kind: string; action: string }>;
     expect(objects.map((o) => `${o.kind}:${o.action}`).sort()).toEqual(['ConfigMap:created', 'Deployment:created', 'Service:created']);
-    // The event log line in the original's grep-able form.
+    // The event log line in the original's grep-able form (written once the commit facts are read, after the answer).
+    await deployer.settled();
     expect(deployer.logs.map((l) => l['msg'])).toContainEqual(expect.stringMatching(new RegExp(`^${web.name};${short(c1)};deploy success;`)));
   });
 

@@ -31,8 +31,9 @@ describe('the Executor header: who ran depctl, as claimed', () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
   const read = (name: string): Promise<V1Deployment> => adminClient().apps.readNamespacedDeployment({ name, namespace });
-  const eventLines = (): string[] =>
-    deployer.logs.map((l) => l['msg']).filter((m): m is string => typeof m === 'string' && m.startsWith(`${svc.name};`));
+  /** The event lines, once those written after the answers are out. */
+  const eventLines = async (): Promise<string[]> =>
+    (await deployer.settled(), deployer.logs).map((l) => l['msg']).filter((m): m is string => typeof m === 'string' && m.startsWith(`${svc.name};`));
 
   beforeAll(async () => {
     const registry = ground('registry').anonymous;
@@ -68,7 +69,7 @@ describe('the Executor header: who ran depctl, as claimed', () => {
     const answer = await put('deploy', { commit: c1 }, 'jane@example.com');
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
 
-    expect(eventLines().at(-1)).toMatch(new RegExp(`^${svc.name};${short(c1)};deploy success;[0-9.]+s;[^;]+;\\+\\d+;-\\d+;jane@example\\.com$`));
+    expect((await eventLines()).at(-1)).toMatch(new RegExp(`^${svc.name};${short(c1)};deploy success;[0-9.]+s;[^;]+;\\+\\d+;-\\d+;jane@example\\.com$`));
     expect((await read('app')).metadata?.annotations).toMatchObject({ 'deployer.internal/executor': 'jane@example.com', 'deployer.internal/caller': 'ops' });
     const [message] = await slack.waitForRequests(before + 1).then((r) => r.slice(before));
     expect(JSON.stringify(message?.body)).toContain('(caller ops, executor jane@example.com, request ');
@@ -89,7 +90,7 @@ describe('the Executor header: who ran depctl, as claimed', () => {
     const claimed = annotations['deployer.internal/executor'] ?? '';
     expect(claimed).toMatch(/^malloryx serviceabcdeploy successm+$/);
     expect(claimed).toHaveLength(128);
-    const line = eventLines().at(-1) ?? '';
+    const line = (await eventLines()).at(-1) ?? '';
     expect(line.split(';')).toHaveLength(8);
     expect(line.endsWith(`;${claimed}`)).toBe(true);
   });
@@ -98,7 +99,7 @@ describe('the Executor header: who ran depctl, as claimed', () => {
     const [c1] = shas as [string];
     const answer = await put('deploy', { commit: c1 });
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-    expect(eventLines().at(-1)?.split(';')).toHaveLength(7);
+    expect((await eventLines()).at(-1)?.split(';')).toHaveLength(7);
     expect((await read('app')).metadata?.annotations?.['deployer.internal/executor']).toBeUndefined();
   });
 

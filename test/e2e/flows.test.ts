@@ -102,8 +102,9 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     return answer.body['deployments'] as DeploymentView[];
   };
-  const eventLines = (kind: string): string[] =>
-    deployer.logs
+  /** The event lines of `kind`, once those written after the answers are out. */
+  const eventLines = async (kind: string): Promise<string[]> =>
+    (await deployer.settled(), deployer.logs)
       .map((l) => l['msg'])
       .filter((m): m is string => typeof m === 'string' && m.startsWith(`${svc.name};`) && m.includes(`;${kind} `));
 
@@ -234,7 +235,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     // One rollback: one deletion of the canary, one event line, whether the copies were joined or came one after the other.
     const deletions = deployer.logs.filter((l) => l['msg'] === 'deleted' && l['name'] === 'shop-canary');
     expect(deletions).toHaveLength(1);
-    expect(eventLines('rollback')).toEqual([expect.stringMatching(new RegExp(`^${svc.name};${short(c2)};rollback success;`))]);
+    expect(await eventLines('rollback')).toEqual([expect.stringMatching(new RegExp(`^${svc.name};${short(c2)};rollback success;`))]);
 
     expect(await read('shop-canary')).toBeUndefined();
     const after = await read('shop');
@@ -255,7 +256,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
       tag: `main-${short(c1)}`,
       objects: [],
     });
-    expect(eventLines('rollback')).toHaveLength(1);
+    expect(await eventLines('rollback')).toHaveLength(1);
   });
 
   it('a hook naming a service the token may not touch or an unknown one answers 200 with that result per alert', async () => {
@@ -363,7 +364,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     expect(entry?.canary).toBeUndefined();
     expect(entry?.stable?.version).toMatchObject({ tag: `main-${short(c3)}`, digest: digests[c3], deployedBy: 'cron' });
     expect(entry?.previous).toMatchObject({ tag: `main-${short(c1)}`, commit: c1, digest: digests[c1] });
-    expect(eventLines('promote')).toEqual([
+    expect(await eventLines('promote')).toEqual([
       // The refused promotion did not get as far as a version.
       expect.stringMatching(new RegExp(`^${svc.name};\\?;promote failure;`)),
       expect.stringMatching(new RegExp(`^${svc.name};${short(c3)};promote success;`)),
@@ -393,7 +394,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     // The version rolled back from was bad: it is not remembered as last-known-good.
     const [entry] = await state();
     expect(entry?.previous).toBeUndefined();
-    expect(eventLines('rollback').at(-1)).toMatch(new RegExp(`^${svc.name};${short(c1)};rollback success;`));
+    expect((await eventLines('rollback')).at(-1)).toMatch(new RegExp(`^${svc.name};${short(c1)};rollback success;`));
 
     const again = await send(`${deployer.url}/${svc.name}/rollback`, { auth: AS.monitor, json: { to: 'previous' } });
     expect(again.status).toBe(200);

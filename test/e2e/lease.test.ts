@@ -91,13 +91,20 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     const answers = await Promise.all(
       requests.map((r) => send(`${r.replica.url}/${service}/deploy`, { auth, json: { tag: r.tag }, requestId: r.requestId })),
     );
-    for (const answer of answers) expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    // Of the deploys waiting in one replica's queue, only the newest runs; the others answer from its outcome with
+    // `supersededBy` (200 when it contains theirs, else 409: here the tags go back and forth, so mostly 409).
+    const ran = requests.filter((_, i) => answers[i]?.status === 200 && answers[i]?.body['supersededBy'] === undefined);
+    for (const answer of answers) {
+      if (answer.body['supersededBy'] === undefined) expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      else expect([200, 409]).toContain(answer.status);
+    }
+    expect(ran.length).toBeGreaterThanOrEqual(2);
 
     // The lock's own lines: strictly acquired, released, acquired, released ..., each pair one request.
     const lockLines = logs
       .map((line, index) => ({ line, index }))
       .filter(({ line }) => line['module'] === 'lease' && line['lease'] === lease && /^lease (acquired|released)$/.test(String(line['msg'])));
-    expect(lockLines.map(({ line }) => line['msg'])).toEqual(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? 'lease acquired' : 'lease released')));
+    expect(lockLines.map(({ line }) => line['msg'])).toEqual(Array.from({ length: 2 * ran.length }, (_, i) => (i % 2 === 0 ? 'lease acquired' : 'lease released')));
     const holders: string[] = [];
     for (let i = 0; i < lockLines.length; i += 2) {
       const acquired = lockLines[i]?.line;
@@ -106,13 +113,13 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
       expect(acquired?.['holder']).toBe(`deployer-${String(acquired?.['replica'])}`);
       holders.push(String(acquired?.['requestId']));
     }
-    expect([...holders].sort()).toEqual(requests.map((r) => r.requestId).sort());
+    expect([...holders].sort()).toEqual(ran.map((r) => r.requestId).sort());
 
     // Every write to the cluster happened while its replica held the lock.
     const applied = logs
       .map((line, index) => ({ line, index }))
       .filter(({ line }) => line['module'] === 'kube' && (line['msg'] === 'applied' || line['msg'] === 'deleted') && line['namespace'] === namespaces.hammer);
-    expect(applied.length).toBeGreaterThanOrEqual(requests.length);
+    expect(applied.length).toBeGreaterThanOrEqual(ran.length);
     for (const { line, index } of applied) {
       const lastLock = [...lockLines].reverse().find((l) => l.index < index);
       expect(lastLock?.line['msg'], JSON.stringify(line)).toBe('lease acquired');
@@ -138,6 +145,7 @@ describe('the deploy lock across deployer replicas (Lease)', () => {
     expect(logs).toContainEqual(expect.objectContaining({ msg: 'joined an identical request in flight', requestId: 'join-2', kind: 'deploy' }));
     const acquired = logs.filter((l) => l['msg'] === 'lease acquired' && String(l['requestId']).startsWith('join-'));
     expect(acquired.map((l) => l['requestId'])).toEqual(['join-1']);
+    await a.settled();
     const events = logs.filter((l) => l['event'] === 'deploy' && String(l['requestId']).startsWith('join-'));
     expect(events).toHaveLength(1);
   });

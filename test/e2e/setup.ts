@@ -16,6 +16,8 @@ export interface RunningDeployer {
   config: Config;
   logs: Array<Record<string, unknown>>;
   logText(): string;
+  /** Resolves once the reports made after the answers (event lines with commit facts) are written. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -68,7 +70,7 @@ export async function startDeployer(raw: Record<string, unknown>, options: Deplo
     options.env ?? {},
   );
   const { logger, logs, text } = options.log ?? memoryLogger();
-  const { app } = wire({ config, logger, version: 'test', identity: options.identity });
+  const { app, deployer } = wire({ config, logger, version: 'test', identity: options.identity });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return {
@@ -76,8 +78,10 @@ export async function startDeployer(raw: Record<string, unknown>, options: Deplo
     config,
     logs,
     logText: text,
+    settled: () => deployer.settled(),
     close: async () => {
       await app.close();
+      await deployer.settled();
       if (ownCache !== undefined) rmSync(ownCache, { recursive: true, force: true });
     },
   };

@@ -87,6 +87,17 @@ describe('GET /openapi.json', () => {
     expect(doc.paths['/{service}/promote']?.['put']?.parameters.map((p) => p.name)).toContain('minAge');
   });
 
+  it('says what a deploy of a burst answers: 200 with supersededBy, or 409 naming the newer request', () => {
+    for (const path of ['/{service}/deploy', '/{service}/canary']) {
+      const responses = (doc.paths[path]?.['put'] as unknown as { responses: Record<string, { description: string; content?: Record<string, { schema: { properties?: Record<string, unknown> } }> }> })
+        .responses;
+      expect(responses['200']?.description).toContain('supersededBy');
+      expect(Object.keys(responses['200']?.content?.['application/json']?.schema.properties ?? {})).toContain('supersededBy');
+      expect(responses['409']?.description).toContain('newer deploy');
+      expect(Object.keys(responses['409']?.content?.['application/json']?.schema.properties ?? {})).toEqual(['error', 'supersededBy']);
+    }
+  });
+
   it('leaves the probes, /metrics and itself public; everything else needs the token', () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const operation of Object.values(item)) {

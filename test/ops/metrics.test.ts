@@ -327,6 +327,7 @@ describe('Kubernetes.ping against the test ground', () => {
 describe('metrics of real deploys (HTTP → deployer → git, registry, apiserver)', () => {
   let url: string;
   let close: () => Promise<void>;
+  let settled: () => Promise<void>;
   let service: string;
   let shas: string[];
 
@@ -355,8 +356,9 @@ describe('metrics of real deploys (HTTP → deployer → git, registry, apiserve
       kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
       versions: { registryWaitSeconds: 0 },
     });
-    const { app } = wire({ config: cfg, logger: silentLogger(), version: 't' });
+    const { app, deployer } = wire({ config: cfg, logger: silentLogger(), version: 't' });
     url = await app.listen({ host: '127.0.0.1', port: 0 });
+    settled = () => deployer.settled();
     close = () => app.close();
   });
   afterAll(async () => close?.());
@@ -374,6 +376,8 @@ describe('metrics of real deploys (HTTP → deployer → git, registry, apiserve
     // No image was pushed for the first commit: 404 from the registry wait.
     const missing = await deploy(shas[0] ?? '');
     expect(missing.status).toBe(404);
+    // A success is counted with its commit facts (lines changed), read after the answer.
+    await settled();
 
     const res = await fetch(`${url}/metrics`);
     expect(res.status).toBe(200);

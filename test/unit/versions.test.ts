@@ -30,6 +30,7 @@ function fakeSource(commits: string[]): Source {
     },
     filesAt: () => Promise.resolve([]),
     commitFacts: () => Promise.reject(new Error('unused')),
+    contains: () => Promise.reject(new Error('unused')),
   };
 }
 
