@@ -54,7 +54,10 @@ fi
 
 echo "deployer-image: building the deployer's image from Dockerfile (NODE_IMAGE=$base)"
 start=$SECONDS
-buildah "${store[@]}" build --quiet --network host --isolation chroot --layers \
+# npm's cache is a volume of the cache folder: the Dockerfile's two `npm ci` stages download each package once, and
+# a rebuild after a lock file change downloads only what changed.
+mkdir -p "$cache/npm"
+buildah "${store[@]}" build --quiet --network host --isolation chroot --layers --volume "$cache/npm:/root/.npm" \
   --build-arg "NODE_IMAGE=$base" --tag localhost/deployer:ground -f Dockerfile . >/dev/null
 rm -rf "$out"
 buildah "${store[@]}" push --quiet --format oci localhost/deployer:ground "oci:$out:ground" >/dev/null
