@@ -1,8 +1,9 @@
 /**
  * `npm run demo`: the deployer on a laptop, against throwaway local servers. Starts the test ground's parts outside
- * vitest (a Kubernetes control plane without nodes, a container registry, a git server), creates a sample service
- * repository with a few commits and an image tag per commit (as CI would push them), starts the deployer
- * in-process, and prints ready-to-paste curl, depctl and kubectl commands. Ctrl-C stops everything and removes what
+ * vitest (a Kubernetes control plane with one real node, a container registry, a git server), creates a sample
+ * service repository with a few commits and an image per commit (the ground's sample HTTP service, as CI would push
+ * it), starts the deployer in-process, and prints ready-to-paste curl, depctl and kubectl commands: the pods really
+ * run, and the service answers curl on its ClusterIP. Ctrl-C stops everything and removes what
  * the demo created; its logs are kept only when it failed, and it says where.
  *
  * depctl is built (`npm run build`, into dist/) while the servers start, and a `depctl` shim in the demo's own bin
@@ -22,12 +23,12 @@ import { pino } from 'pino';
 import { parseConfig } from '../src/config/load.js';
 import { wire } from '../src/wire.js';
 import { createRepo } from '../test/env/git-fixtures.js';
-import { startGitServer } from '../test/env/git-server.js';
 import type { Started } from '../test/env/global-setup.js';
-import { kubeBinDir, startKube } from '../test/env/kube-plane.js';
+import { kubeBinDir } from '../test/env/kube-plane.js';
 import { configMapYaml, deploymentYaml, serviceYaml } from '../test/env/manifests.js';
-import { pushImage } from '../test/env/registry-helpers.js';
-import { startRegistries } from '../test/env/registry-server.js';
+import { programPath, pushProgramImage } from '../test/env/node-images.js';
+import { SCHEDULER_NAME } from '../test/env/node.js';
+import { startGround } from '../test/env/start-ground.js';
 
 const SERVICE = 'hello';
 const NAMESPACE = 'demo';
@@ -88,10 +89,13 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-/** Runs test/env/prepare.sh (apt packages, kube-apiserver and kube-controller-manager built once) in the foreground. */
-function prepare(): Promise<void> {
-  say(`demo: ${join(kubeBinDir(), 'kube-apiserver')} is missing: running \`bash test/env/prepare.sh\``);
-  say('demo: (installs etcd, docker-registry, git, ... with apt and builds the Kubernetes control plane: about 5 minutes on 2 cores)');
+/** What prepare.sh builds that the demo runs: the control plane, the node, the pause and sample programs. */
+const PREPARED = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy'].map((b) => join(kubeBinDir(), b));
+
+/** Runs test/env/prepare.sh (apt packages, the Kubernetes binaries and the ground's images built once) in the foreground. */
+function prepare(missing: string): Promise<void> {
+  say(`demo: ${missing} is missing: running \`bash test/env/prepare.sh\``);
+  say('demo: (installs etcd, docker-registry, containerd, git, ... with apt and builds Kubernetes and the images: 15 to 30 minutes on 2 cores)');
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['test/env/prepare.sh'], { stdio: 'inherit' });
     child.on('error', reject);
@@ -99,8 +103,12 @@ function prepare(): Promise<void> {
   });
 }
 
-/** The sample service's files: the greeting comes from its ConfigMap, as the environment of the container. */
-const manifests = (image: string, greeting: string, replicas: number): Record<string, string> => ({
+/**
+ * The sample service's files: a greeting in its ConfigMap, as the environment of the container (the version it
+ * answers is the VERSION the deployer sets); its Service has a fixed ClusterIP, so that the demo can print the curl
+ * before the first deploy.
+ */
+const manifests = (image: string, greeting: string, replicas: number, clusterIP: string): Record<string, string> => ({
   'kubernetes/deployment.yaml': deploymentYaml({
     name: SERVICE,
     image,
@@ -108,10 +116,14 @@ const manifests = (image: string, greeting: string, replicas: number): Record<st
     container: SERVICE,
     imageComment: 'No tag: the deployer writes the version it deploys (main-<sha7>) and its digest.',
     envFrom: `${SERVICE}-config`,
+    realNode: { schedulerName: SCHEDULER_NAME },
   }),
-  'kubernetes/service.yaml': serviceYaml(SERVICE),
+  'kubernetes/service.yaml': serviceYaml(SERVICE, { clusterIP }),
   'kubernetes/configmap.yaml': configMapYaml(`${SERVICE}-config`, { GREETING: greeting }),
 });
+
+/** The address 10 of a /24 service range "A.B.C.0/24". */
+const tenthAddress = (cidr: string): string => `${cidr.split('/')[0]?.split('.').slice(0, 3).join('.') ?? ''}.10`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { port: { type: 'string' } }, strict: true });
@@ -123,9 +135,8 @@ async function main(): Promise<void> {
     port = 0;
   }
 
-  if (!existsSync(join(kubeBinDir(), 'kube-apiserver')) || !existsSync(join(kubeBinDir(), 'kube-controller-manager'))) {
-    await prepare();
-  }
+  const missing = [...PREPARED, programPath('pause'), programPath('sample')].find((f) => !existsSync(f));
+  if (missing !== undefined) await prepare(missing);
 
   const base = mkdtempSync(join(tmpdir(), 'deployer-demo-'));
   const logsDir = join(base, 'logs');
@@ -155,28 +166,28 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
 
   try {
-    say(`demo: starting a Kubernetes control plane, a registry and a git server (logs in ${logsDir})`);
+    say(`demo: starting a Kubernetes control plane with a node, a registry and a git server (logs in ${logsDir})`);
     // depctl builds while the servers start; both take a while on 2 cores.
     const depctlBuilt = buildDepctl(join(logsDir, 'depctl-build.log'));
-    const [kube, registries, git] = await Promise.all([
-      startKube(join(base, 'kube'), logsDir).then((s) => (parts.push(s), s)),
-      startRegistries(join(base, 'registry'), logsDir).then((s) => (parts.push(s), s)),
-      startGitServer(join(base, 'git'), logsDir).then((s) => (parts.push(s), s)),
-    ]);
+    const started = await startGround({ base, logsDir, parts: ['kube', 'registry', 'git', 'node'] });
+    parts.push(started);
+    const { kube, registry: registries, git, node } = started.info;
+    if (kube === undefined || registries === undefined || git === undefined || node === undefined) throw new Error('the ground did not start');
     if (stopping) return;
     const logger = pino({ level: 'info', base: { app: 'deployer' } }, pino.destination({ dest: join(logsDir, 'deployer.log'), sync: true }));
 
-    say(`demo: creating the repository ${SERVICE}.git with three commits and pushing an image tag for each`);
-    const registry = registries.info.anonymous;
+    say(`demo: creating the repository ${SERVICE}.git with three commits and pushing an image for each`);
+    const registry = registries.anonymous;
     const imageRepository = `demo/${SERVICE}`;
     const image = `${registry}/${imageRepository}`;
-    const repo = await createRepo(git.info.root, SERVICE, [
-      { files: { ...manifests(image, 'Hello', 2), 'README.md': `# ${SERVICE}\n` }, message: 'hello: first version' },
-      { files: manifests(image, 'Hello, friend', 2), message: 'hello: a friendlier greeting' },
-      { files: manifests(image, 'Hello, friend', 3), message: 'hello: three replicas' },
+    const serviceIp = tenthAddress(node.serviceCidr);
+    const repo = await createRepo(git.root, SERVICE, [
+      { files: { ...manifests(image, 'Hello', 2, serviceIp), 'README.md': `# ${SERVICE}\n` }, message: 'hello: first version' },
+      { files: manifests(image, 'Hello, friend', 2, serviceIp), message: 'hello: a friendlier greeting' },
+      { files: manifests(image, 'Hello, friend', 3, serviceIp), message: 'hello: three replicas' },
     ]);
     const commits = repo.shas.map((sha) => ({ sha, short: sha.slice(0, 7) }));
-    for (const c of commits) await pushImage({ host: registry, repository: imageRepository, tag: `main-${c.short}` });
+    for (const c of commits) await pushProgramImage({ host: registry, repository: imageRepository, tag: `main-${c.short}`, program: 'sample' });
 
     const secret = randomBytes(12).toString('hex');
     const raw = {
@@ -185,15 +196,15 @@ async function main(): Promise<void> {
       services: {
         [SERVICE]: {
           repository: {
-            url: `${git.info.baseUrl}${repo.urlPath}`,
-            credentials: { username: git.info.username, password: { value: git.info.password } },
+            url: `${git.baseUrl}${repo.urlPath}`,
+            credentials: { username: git.username, password: { value: git.password } },
           },
           namespace: NAMESPACE,
         },
       },
       registries: { [registry]: { insecure: true } },
       cache: { dir: join(base, 'cache') },
-      kubernetes: { kubeconfig: kube.info.adminKubeconfig },
+      kubernetes: { kubeconfig: kube.adminKubeconfig },
       versions: { registryWaitSeconds: 10 },
     };
     const configFile = join(base, 'config.yaml');
@@ -208,7 +219,7 @@ async function main(): Promise<void> {
 
     const url = address.replace(/\/$/, '');
     const [c1, c2, c3] = commits as [(typeof commits)[0], (typeof commits)[0], (typeof commits)[0]];
-    const kubeconfig = kube.info.adminKubeconfig;
+    const kubeconfig = kube.adminKubeconfig;
     const curl = (path: string, data?: string): string =>
       `curl -sS -u ${TOKEN}:${secret}${data === undefined ? ' -X PUT' : ` --data ${data}`} ${url}/${SERVICE}/${path}`;
     const built = await depctlBuilt;
@@ -235,6 +246,11 @@ async function main(): Promise<void> {
     say(`depctl promote ${SERVICE}`);
     say(`depctl rollback ${SERVICE} --to previous`);
     say(`depctl show ${SERVICE}`);
+    say('# the running pods, and the service through its ClusterIP (each answer names its version and pod)');
+    say(`kubectl --kubeconfig ${kubeconfig} get pods -n ${NAMESPACE} -o wide`);
+    say(`curl -sS http://${serviceIp}/`);
+    say(`# after the canary: six requests on new connections, about one in three answered by the canary (main-${c3.short})`);
+    say(`curl --no-progress-meter --parallel --parallel-immediate ${Array.from({ length: 6 }, () => `http://${serviceIp}/`).join(' ')}`);
     say('# look at the cluster, the metrics and readiness');
     say(`kubectl --kubeconfig ${kubeconfig} get deploy,rs,svc,cm -n ${NAMESPACE} -o wide`);
     say(`curl -sS ${url}/metrics | grep ^deployer_deploy`);
@@ -242,7 +258,7 @@ async function main(): Promise<void> {
     say('# a deployer of your own against this cluster (README: Run it on your machine)');
     say(`export KUBECONFIG=${kubeconfig}`);
     say();
-    say('(no kubelet runs: pods stay Pending, the Deployments and their replica sets are real)');
+    say('(the pods run on a local node: containerd and a kubelet in network namespaces of the demo\'s own)');
     say('ready — Ctrl-C stops everything');
   } catch (err) {
     process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);

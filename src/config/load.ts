@@ -157,7 +157,10 @@ export function parseConfig(raw: unknown, env: Env, options: { baseDir?: string 
   }
 
   const { bugsnag, slack } = fc.reports;
-  const port = env['DEPLOYER_PORT'] ?? env['PORT'];
+  // In a pod, Kubernetes' Service links set DEPLOYER_PORT=tcp://IP:PORT for a Service named deployer in the
+  // namespace (the installation's own): that is an address, not an override.
+  const override = env['DEPLOYER_PORT'];
+  const port = override !== undefined && !override.startsWith('tcp://') ? override : env['PORT'];
   const listen = { ...fc.listen };
   if (port !== undefined && port !== '') {
     const n = Number(port);

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import type { Ground } from './ground.js';
-import { wantedParts, type PartName } from './parts.js';
+import { wantedParts } from './parts.js';
+import { startGround } from './start-ground.js';
 
 /** A started part: what it tells the tests, and how to stop it (must not throw, must kill every process). */
 export interface Started<T> {
@@ -15,107 +15,32 @@ export interface Started<T> {
 export const RUN_FAILED_ENV = 'DEPLOYER_GROUND_RUN_FAILED';
 
 /**
- * Starts the test ground once per `vitest run`: every part on free loopback ports, in parallel; stops all of it
- * at the end, whether tests passed or failed. The `node` part first creates the ground's namespaces (the
- * apiserver advertises an address of them), and starts last, on the apiserver and the registry. The ground's
- * folder (/tmp/deployer-ground-*) is removed after a passed run and kept, with a message, after a failed one.
+ * Starts the test ground once per `vitest run` (start-ground.ts) and stops all of it at the end, whether tests
+ * passed or failed. The ground's folder (/tmp/deployer-ground-*) is removed after a passed run and kept, with a
+ * message, after a failed one.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const wanted = wantedParts();
   const base = mkdtempSync(join(tmpdir(), 'deployer-ground-'));
   const logsDir = join(base, 'logs');
-  const stops: Array<() => Promise<void>> = [];
-  const stopAll = async (): Promise<void> => {
-    await Promise.all(stops.map((s) => s().catch(() => undefined)));
-  };
-  const ground: Ground = { logsDir };
   process.env['DEPLOYER_GROUND_LOGS'] = logsDir;
-  const withNode = wanted.includes('node');
-  if (withNode && !(wanted.includes('kube') && wanted.includes('registry'))) {
-    throw new Error('test ground part "node" needs the parts "kube" and "registry" (TESTGROUND_PARTS)');
-  }
-  const finish = async (): Promise<void> => {
-    await stopAll();
+  const keepOrRemove = (): void => {
     if (process.env[RUN_FAILED_ENV] === undefined) {
       rmSync(base, { recursive: true, force: true, maxRetries: 3 });
     } else {
       process.stderr.write(`test ground files (logs, state) kept in ${base}\n`);
     }
   };
-  // The node's namespaces and network exist before the apiserver starts: it advertises an address of them.
-  const network = withNode
-    ? await (async () => {
-        const { createGroundNetwork } = await import('./ground-net.js');
-        const { programPath } = await import('./node-images.js');
-        return createGroundNetwork({ init: programPath('pause'), logsDir });
-      })()
-    : undefined;
-
-  // Parts are imported only when started, so a focused run loads only what it needs.
-  const starters: Record<PartName, () => Promise<void>> = {
-    kube: async () => {
-      const { startKube } = await import('./kube-plane.js');
-      const s = await startKube(
-        join(base, 'kube'),
-        logsDir,
-        network === undefined ? undefined : { advertiseAddress: network.hostAddress, serviceCidr: network.serviceCidr },
-      );
-      stops.push(() => s.stop());
-      ground.kube = s.info;
-    },
-    registry: async () => {
-      const { startRegistries } = await import('./registry-server.js');
-      const s = await startRegistries(join(base, 'registry'), logsDir);
-      stops.push(() => s.stop());
-      ground.registry = s.info;
-    },
-    git: async () => {
-      const { startGitServer } = await import('./git-server.js');
-      const s = await startGitServer(join(base, 'git'), logsDir);
-      stops.push(() => s.stop());
-      ground.git = s.info;
-    },
-    svn: async () => {
-      const { startSvnServer } = await import('./svn-server.js');
-      const s = await startSvnServer(join(base, 'svn'), logsDir);
-      stops.push(() => s.stop());
-      ground.svn = s.info;
-    },
-    node: async () => {
-      if (network === undefined || ground.kube === undefined || ground.registry === undefined) return;
-      const { startForwarders } = await import('./forwarders.js');
-      const { startNode } = await import('./node.js');
-      const forwarders = startForwarders(network.hostAddress);
-      // The network itself is stopped by its own entry in `stops` (it kills whatever the node left running).
-      const nodeStops: Array<() => Promise<void>> = [() => forwarders.close()];
-      stops.push(async () => {
-        for (const s of nodeStops) await s().catch(() => undefined);
-      });
-      const ports = [ground.kube.server, `http://${ground.registry.anonymous}`, ground.git?.baseUrl]
-        .filter((u): u is string => u !== undefined)
-        .map((u) => Number(new URL(u).port));
-      for (const port of ports) await forwarders.add(port);
-      const s = await startNode({ dir: join(base, 'node'), logsDir, network, kube: ground.kube, registryHost: ground.registry.anonymous });
-      nodeStops.unshift(() => s.stop());
-      ground.node = s.info;
-    },
-  };
-
-  const first = wanted.filter((p) => p !== 'node');
-  const results: PromiseSettledResult<void>[] = await Promise.allSettled(first.map((p) => starters[p]()));
-  if (network !== undefined) {
-    stops.push(() => network.stop());
-    if (!results.some((r) => r.status === 'rejected')) results.push(...(await Promise.allSettled([starters.node()])));
-  }
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed.length > 0) {
+  let started;
+  try {
+    started = await startGround({ base, logsDir, parts: wantedParts() });
+  } catch (err) {
     process.env[RUN_FAILED_ENV] = 'start';
-    await finish();
-    throw new AggregateError(
-      failed.map((f) => f.reason as Error),
-      `test ground failed to start (logs in ${logsDir})`,
-    );
+    keepOrRemove();
+    throw err;
   }
-  project.provide('ground', ground);
-  return finish;
+  project.provide('ground', started.info);
+  return async () => {
+    await started.stop();
+    keepOrRemove();
+  };
 }

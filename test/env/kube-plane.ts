@@ -117,6 +117,8 @@ export async function startKube(dir: string, logsDir: string, network?: KubeNetw
         '--authorization-mode=RBAC',
         `--service-cluster-ip-range=${network?.serviceCidr ?? '10.0.0.0/24'}`,
         `--endpoint-reconciler-type=${network === undefined ? 'none' : 'lease'}`,
+        // Logs and exec go to the node's address: its name (ground-node) resolves nowhere.
+        '--kubelet-preferred-address-types=InternalIP',
         '--profiling=false',
         '--v=1',
       ],

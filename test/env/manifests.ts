@@ -76,15 +76,18 @@ export function deploymentYaml(spec: DeploymentSpec): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A Service in front of the Deployment `name`: port 80 to the containers' 8080. */
-export function serviceYaml(name: string): string {
+/**
+ * A Service in front of the Deployment `name`: port 80 to the containers' 8080; `clusterIP` fixes its address (the
+ * demo prints it before the Service exists).
+ */
+export function serviceYaml(name: string, options: { clusterIP?: string } = {}): string {
   return `apiVersion: v1
 kind: Service
 metadata:
   name: ${name}
 spec:
   selector: { app: ${name} }
-  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
+${options.clusterIP === undefined ? '' : `  clusterIP: ${options.clusterIP}\n`}  ports: [{ port: 80, targetPort: 8080, protocol: TCP }]
 `;
 }
 

@@ -5,7 +5,7 @@ import type { KubeGround, NodeGround } from './ground.js';
 import type { GroundNetwork } from './ground-net.js';
 import { kubeBinDir, tokenKubeconfig } from './kube-plane.js';
 import { pushProgramImage } from './node-images.js';
-import { httpGet, spawnServer, stopAll, waitFor, type ServerProcess } from './processes.js';
+import { freePort, httpGet, spawnServer, stopAll, waitFor, type ServerProcess } from './processes.js';
 
 /** The node's name, and the name of the scheduler that places pods on it (see NodeGround.schedulerName). */
 export const NODE_NAME = 'ground-node';
@@ -119,6 +119,7 @@ export async function startNode(options: {
   );
 
   const schedulerConfig = join(dir, 'scheduler.yaml');
+  const schedulerPort = await freePort();
   writeFileSync(
     schedulerConfig,
     JSON.stringify({
@@ -126,6 +127,10 @@ export async function startNode(options: {
       kind: 'KubeSchedulerConfiguration',
       clientConnection: { kubeconfig: kube.adminKubeconfig },
       leaderElection: { leaderElect: false },
+      // With --config, --port=0 is ignored and these default to 0.0.0.0:10251: every interface of the machine, and
+      // the second ground on a machine failed to start its scheduler (its pods stayed Pending). Port 0 is refused.
+      healthzBindAddress: `127.0.0.1:${schedulerPort}`,
+      metricsBindAddress: `127.0.0.1:${schedulerPort}`,
       profiles: [{ schedulerName: SCHEDULER_NAME }],
     }),
   );

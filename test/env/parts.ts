@@ -8,10 +8,10 @@ export type PartName = 'kube' | 'registry' | 'git' | 'svn' | 'node';
 export const ALL_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn', 'node'];
 
 /**
- * The parts a run starts by default. The node is opt-in for now (`TESTGROUND_PARTS=kube,registry,git,svn,node`):
- * it has not yet had a passing run on a fresh machine, and a default that fails would stop every full run.
+ * The parts a run starts by default: all of them, the real node included. `TESTGROUND_PARTS` without `node` leaves it
+ * out for a quicker local run (and DEPLOYER_TESTENV_NODE=0 keeps prepare.sh from building it).
  */
-export const DEFAULT_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn'];
+export const DEFAULT_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn', 'node'];
 
 /** The tests that need the `node` part (real pods). */
 export const NODE_TESTS: readonly string[] = ['test/node/**/*.test.ts', 'test/ground/node.test.ts'];

@@ -14,10 +14,10 @@ if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
 packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates)
 kube_binaries=(kube-apiserver kube-controller-manager)
-# The real node (kubelet, containerd, images) is opt-in, as the test ground's `node` part is (test/env/parts.ts):
-# prepared only when TESTGROUND_PARTS names it, or DEPLOYER_TESTENV_NODE=1.
-node=0
-if [[ ",${TESTGROUND_PARTS:-}," == *",node,"* ]] || [ "${DEPLOYER_TESTENV_NODE:-0}" = 1 ]; then node=1; fi
+# The real node (kubelet, containerd, images) is part of the ground by default (test/env/parts.ts);
+# DEPLOYER_TESTENV_NODE=0 leaves it out, for quick local runs with TESTGROUND_PARTS without `node`.
+node=1
+if [ "${DEPLOYER_TESTENV_NODE:-1}" = 0 ]; then node=0; fi
 if [ "$node" = 1 ]; then
   packages+=(containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux buildah mmdebstrap)
   kube_binaries+=(kube-scheduler kubelet kube-proxy)
@@ -56,8 +56,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${sudo[@]}" chmod +x "$policy"
     placed=1
   fi
+  start=$SECONDS
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ "$placed" = 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+  echo "testenv: installed in $((SECONDS - start)) s"
 fi
 
 if [ "$need_src" = 1 ]; then
@@ -65,12 +67,14 @@ if [ "$need_src" = 1 ]; then
   rm -rf "$src"
   mkdir -p "$src"
   echo "testenv: fetching the kubernetes source package"
+  start=$SECONDS
   (cd "$src" && apt-get source -qq kubernetes >/dev/null)
+  echo "testenv: fetched in $((SECONDS - start)) s"
   dir=$(find "$src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
   mkdir -p "$dir/.go/src/k8s.io"
   ln -sfn ../../.. "$dir/.go/src/k8s.io/kubernetes"
   echo "testenv: building ${kube_binaries[*]} (about 4 minutes on 2 cores for the control plane, 10 with the node)"
-  start=$(date +%s)
+  start=$SECONDS
   what=()
   for b in "${kube_binaries[@]}"; do what+=("cmd/$b"); done
   (cd "$dir/.go/src/k8s.io/kubernetes" && GOPATH="$dir/.go" GOFLAGS=-mod=vendor GO111MODULE=on CGO_ENABLED=0 \
@@ -78,7 +82,7 @@ if [ "$need_src" = 1 ]; then
     tail -n 40 "$cache/build.log"; exit 1; }
   # Through a rename: a running test ground may be executing the old binary (cp would fail with ETXTBSY).
   for b in "${kube_binaries[@]}"; do cp "$dir/_output/bin/$b" "$bin/$b.new" && mv -f "$bin/$b.new" "$bin/$b"; done
-  echo "testenv: built in $(( $(date +%s) - start )) s"
+  echo "testenv: built in $((SECONDS - start)) s"
   rm -rf "$src"
 fi
 
@@ -90,9 +94,11 @@ for dir in "$images"/*/; do
   sum=$(sha256sum "$dir"main.go | cut -d' ' -f1)
   if [ ! -x "$bin/ground-$name" ] || [ "$(cat "$bin/ground-$name.sha256" 2>/dev/null)" != "$sum" ]; then
     echo "testenv: building the ground image program $name"
+    start=$SECONDS
     (cd "$dir" && GO111MODULE=off CGO_ENABLED=0 GOCACHE="$cache/gocache" go build -trimpath -ldflags='-s -w' -o "$bin/ground-$name.new" .)
     mv -f "$bin/ground-$name.new" "$bin/ground-$name"
     echo "$sum" >"$bin/ground-$name.sha256"
+    echo "testenv: built $name in $((SECONDS - start)) s"
   fi
 done
 

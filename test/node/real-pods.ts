@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { ground } from '../env/ground.js';
-import { adminClient } from '../env/kube-helpers.js';
+import { adminClient, kubeRequest } from '../env/kube-helpers.js';
 import { deploymentYaml, serviceYaml, type DeploymentSpec } from '../env/manifests.js';
 import { pushProgramImage } from '../env/node-images.js';
 
@@ -76,4 +76,34 @@ export async function runningPods(namespace: string, app: string): Promise<Array
       node: p.spec?.nodeName ?? '',
       ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     }));
+}
+
+/**
+ * The last lines each container of the pods `app=NAME` wrote, the previous (crashed) run's where there is one: put in
+ * a failing assertion's message, they say why a pod did not come up.
+ */
+export async function podLogs(namespace: string, app: string, lines = 20): Promise<string> {
+  const pods = await adminClient().core.listNamespacedPod({ namespace, labelSelector: `app=${app}` });
+  const parts: string[] = [];
+  for (const pod of pods.items) {
+    const name = pod.metadata?.name ?? '';
+    for (const container of pod.spec?.containers ?? []) {
+      const base = `/api/v1/namespaces/${namespace}/pods/${name}/log?container=${container.name}&tailLines=${lines}`;
+      let res = await kubeRequest('GET', `${base}&previous=true`);
+      if (res.status !== 200) res = await kubeRequest('GET', base);
+      parts.push(`--- ${name}/${container.name} (${res.status}) ---\n${typeof res.body === 'string' ? res.body : JSON.stringify(res.body)}`);
+    }
+  }
+  return parts.join('\n');
+}
+
+/** Waits until `count` pods of `app=NAME` are Running and Ready (a rollout or a replaced pod may still be on its way). */
+export async function readyPods(namespace: string, app: string, count: number, timeoutMs = 120_000): Promise<Array<{ name: string; ip: string }>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ready = (await runningPods(namespace, app)).filter((p) => p.ready);
+    if (ready.length >= count) return ready;
+    if (Date.now() > deadline) throw new Error(`${namespace}: ${ready.length} of ${count} pods app=${app} are ready`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

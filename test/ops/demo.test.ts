@@ -72,7 +72,21 @@ describe('npm run demo (scripts/demo.ts)', () => {
     const answerLines = answer.trimEnd().split('\n');
     const status = answerLines.pop();
     expect(status, answer).toBe('200');
-    expect(JSON.parse(answerLines.join('\n'))).toMatchObject({ message: expect.stringMatching(/^hello main-[0-9a-f]{7} is deployed$/) as unknown });
+    const deployed = JSON.parse(answerLines.join('\n')) as { message: string; tag: string };
+    expect(deployed).toMatchObject({ message: expect.stringMatching(/^hello main-[0-9a-f]{7} is deployed$/) as unknown });
+
+    // The pods run: the printed curl of the Service's ClusterIP is answered by a pod of the deployed version.
+    const viaService = lines.find((l) => /^curl -sS http:\/\/[\d.]+\/$/.test(l)) ?? '';
+    const [, ...serviceArgs] = words(viaService);
+    const deadline = Date.now() + 120_000;
+    let served = '';
+    for (;;) {
+      served = await promisify(execFile)('curl', [...serviceArgs, '--max-time', '5'], { timeout: 10_000 }).then((r) => r.stdout, (err: Error) => err.message);
+      if (served.includes(`"version":"${deployed.tag}"`) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    expect(served).toContain(`"version":"${deployed.tag}"`);
+    expect(lines.some((l) => l.startsWith('curl --no-progress-meter --parallel') && l.includes(serviceArgs.at(-1) ?? '?'))).toBe(true);
 
     // Printed for the other flows too.
     for (const path of ['/canary', '/promote', '/rollback']) expect(lines.some((l) => l.startsWith('curl ') && l.includes(path)), path).toBe(true);
@@ -106,7 +120,7 @@ describe('npm run demo (scripts/demo.ts)', () => {
     expect(processesMentioning(`deployer-ground-pids/${demo.pid ?? ''}.pids`)).toEqual([]);
     expect(existsSync(base)).toBe(false);
     expect(existsSync(join(tmpdir(), 'deployer-ground-pids', `${demo.pid ?? ''}.pids`))).toBe(false);
-  }, 300_000);
+  }, 420_000);
 });
 
 describe('npm run demo that fails', () => {
@@ -143,5 +157,5 @@ describe('npm run demo that fails', () => {
     } finally {
       taken.close();
     }
-  }, 300_000);
+  }, 420_000);
 });

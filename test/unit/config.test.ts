@@ -156,6 +156,13 @@ describe('parseConfig: values', () => {
     expect(parseConfig({ tokens: token, listen: { port: 1 } }, { PORT: '2' }).listen.port).toBe(2);
     expect(parseConfig({ tokens: token, listen: { port: 1 } }, { PORT: '2', DEPLOYER_PORT: '3' }).listen.port).toBe(3);
   });
+
+  it("a Service link (Kubernetes sets DEPLOYER_PORT=tcp://IP:PORT for a Service named deployer) is not a port", () => {
+    const link = { DEPLOYER_PORT: 'tcp://10.96.0.10:80', DEPLOYER_PORT_80_TCP: 'tcp://10.96.0.10:80' };
+    expect(parseConfig({ tokens: token, listen: { port: 8080 } }, link).listen.port).toBe(8080);
+    expect(parseConfig({ tokens: token, listen: { port: 8080 } }, { ...link, PORT: '2' }).listen.port).toBe(2);
+    expect(errorOf({ tokens: token }, { DEPLOYER_PORT: 'http://x:80' })).toMatch(/PORT: "http:\/\/x:80" is not a port number/);
+  });
 });
 
 describe('loadConfig', () => {

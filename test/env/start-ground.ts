@@ -1,0 +1,97 @@
+import { join } from 'node:path';
+import type { Started } from './global-setup.js';
+import type { Ground } from './ground.js';
+import type { PartName } from './parts.js';
+
+/**
+ * Starts the parts of a test ground under `base` (logs in `logsDir`): every part on free loopback ports, in
+ * parallel. The `node` part first creates the ground's namespaces (the apiserver advertises an address of them),
+ * and starts last, on the apiserver and the registry. Used by the global setup of a test run and by `npm run demo`.
+ * When a part fails to start, what did start is stopped and the failures are thrown together.
+ */
+export async function startGround(options: { base: string; logsDir: string; parts: readonly PartName[] }): Promise<Started<Ground>> {
+  const { base, logsDir, parts: wanted } = options;
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(stops.map((s) => s().catch(() => undefined)));
+  };
+  const ground: Ground = { logsDir };
+  const withNode = wanted.includes('node');
+  if (withNode && !(wanted.includes('kube') && wanted.includes('registry'))) {
+    throw new Error('test ground part "node" needs the parts "kube" and "registry" (TESTGROUND_PARTS)');
+  }
+  // The node's namespaces and network exist before the apiserver starts: it advertises an address of them.
+  const network = withNode
+    ? await (async () => {
+        const { createGroundNetwork } = await import('./ground-net.js');
+        const { programPath } = await import('./node-images.js');
+        return createGroundNetwork({ init: programPath('pause'), logsDir });
+      })()
+    : undefined;
+
+  // Parts are imported only when started, so a focused run loads only what it needs.
+  const starters: Record<PartName, () => Promise<void>> = {
+    kube: async () => {
+      const { startKube } = await import('./kube-plane.js');
+      const s = await startKube(
+        join(base, 'kube'),
+        logsDir,
+        network === undefined ? undefined : { advertiseAddress: network.hostAddress, serviceCidr: network.serviceCidr },
+      );
+      stops.push(() => s.stop());
+      ground.kube = s.info;
+    },
+    registry: async () => {
+      const { startRegistries } = await import('./registry-server.js');
+      const s = await startRegistries(join(base, 'registry'), logsDir);
+      stops.push(() => s.stop());
+      ground.registry = s.info;
+    },
+    git: async () => {
+      const { startGitServer } = await import('./git-server.js');
+      const s = await startGitServer(join(base, 'git'), logsDir);
+      stops.push(() => s.stop());
+      ground.git = s.info;
+    },
+    svn: async () => {
+      const { startSvnServer } = await import('./svn-server.js');
+      const s = await startSvnServer(join(base, 'svn'), logsDir);
+      stops.push(() => s.stop());
+      ground.svn = s.info;
+    },
+    node: async () => {
+      if (network === undefined || ground.kube === undefined || ground.registry === undefined) return;
+      const { startForwarders } = await import('./forwarders.js');
+      const { startNode } = await import('./node.js');
+      const forwarders = startForwarders(network.hostAddress);
+      // The network itself is stopped by its own entry in `stops` (it kills whatever the node left running).
+      const nodeStops: Array<() => Promise<void>> = [() => forwarders.close()];
+      stops.push(async () => {
+        for (const s of nodeStops) await s().catch(() => undefined);
+      });
+      const ports = [ground.kube.server, `http://${ground.registry.anonymous}`, ground.git?.baseUrl]
+        .filter((u): u is string => u !== undefined)
+        .map((u) => Number(new URL(u).port));
+      for (const port of ports) await forwarders.add(port);
+      const s = await startNode({ dir: join(base, 'node'), logsDir, network, kube: ground.kube, registryHost: ground.registry.anonymous });
+      nodeStops.unshift(() => s.stop());
+      ground.node = s.info;
+    },
+  };
+
+  const first = wanted.filter((p) => p !== 'node');
+  const results: PromiseSettledResult<void>[] = await Promise.allSettled(first.map((p) => starters[p]()));
+  if (network !== undefined) {
+    stops.push(() => network.stop());
+    if (!results.some((r) => r.status === 'rejected')) results.push(...(await Promise.allSettled([starters.node()])));
+  }
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed.length > 0) {
+    await stopAll();
+    throw new AggregateError(
+      failed.map((f) => f.reason as Error),
+      `test ground failed to start (logs in ${logsDir})`,
+    );
+  }
+  return { info: ground, stop: stopAll };
+}
