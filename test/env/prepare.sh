@@ -12,7 +12,8 @@ mkdir -p "$bin"
 sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
-packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates)
+packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates
+  prometheus prometheus-alertmanager)
 kube_binaries=(kube-apiserver kube-controller-manager)
 # The real node (kubelet, containerd, images) is opt-in, as the test ground's `node` part is (test/env/parts.ts):
 # prepared only when TESTGROUND_PARTS names it, or DEPLOYER_TESTENV_NODE=1.
