@@ -81,6 +81,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
       stops.push(() => s.stop());
       ground.svn = s.info;
     },
+    prometheus: async () => {
+      const { startPrometheus } = await import('./prometheus.js');
+      const s = await startPrometheus(join(base, 'prometheus'), logsDir);
+      stops.push(() => s.stop());
+      ground.prometheus = s.info;
+    },
     node: async () => {
       if (network === undefined || ground.kube === undefined || ground.registry === undefined) return;
       const { startForwarders } = await import('./forwarders.js');
