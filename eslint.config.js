@@ -18,7 +18,7 @@ const confined = [
  */
 const layers = [
   { folders: ['src/core'], banned: ['deploy', 'http', 'kube', 'source', 'registry', 'report', 'cli'] },
-  { folders: ['src/config', 'src/kube', 'src/source', 'src/registry', 'src/report'], banned: ['deploy', 'http', 'cli'] },
+  { folders: ['src/config', 'src/kube', 'src/source', 'src/registry', 'src/report', 'src/prometheus'], banned: ['deploy', 'http', 'cli'] },
   { folders: ['src/deploy'], banned: ['http', 'cli'] },
 ];
 

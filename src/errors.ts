@@ -83,7 +83,7 @@ export class ManifestError extends DeployerError {
 /** 502: an outside system (git, registry, apiserver) failed or answered something unusable. */
 export class UpstreamError extends DeployerError {
   override readonly status: number = 502;
-  readonly system: 'git' | 'svn' | 'registry' | 'kubernetes' | 'notifier';
+  readonly system: 'git' | 'svn' | 'registry' | 'kubernetes' | 'notifier' | 'prometheus';
 
   constructor(
     system: UpstreamError['system'],

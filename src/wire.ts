@@ -10,6 +10,7 @@ import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import { Kubernetes } from './kube/kubernetes.js';
 import { RegistryClient } from './registry/client.js';
 import { Metrics, sourceSystemOf, timed } from './report/metrics.js';
+import { createAnalysis } from './prometheus/index.js';
 import { createNotifier } from './report/notifier.js';
 import { createReporter } from './report/reporter.js';
 import { createSource } from './source/index.js';
@@ -66,6 +67,7 @@ export function wire(options: WireOptions): Wired {
     live: cluster,
     lock: new DeployLock({ lease, waitMs: config.deploy.lockWaitSeconds * 1000, maxLockMs: config.deploy.maxLockSeconds * 1000 }),
     reporter: createReporter({ logger, metrics, notifier: createNotifier({ config, logger, appVersion: version }) }),
+    analysis: createAnalysis(config.analysis, logger),
   });
   const app = buildApp({ config, logger, version, metrics, deployer, apiserver: kube });
   return { app, deployer, kube, metrics };

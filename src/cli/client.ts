@@ -86,8 +86,8 @@ export class DeployerClient {
   }
 
   /** `PUT /SERVICE/promote`: the canary's version becomes the stable one; `minAge` like `30m`. */
-  promote(name: string, options: { minAge?: string | undefined } & Wait): Promise<Answer<FlowResult>> {
-    return this.#call('PUT', [name, 'promote'], FlowResult, { body: { minAge: options.minAge, wait: options.wait } });
+  promote(name: string, options: { minAge?: string | undefined; analysis?: boolean | undefined } & Wait): Promise<Answer<FlowResult>> {
+    return this.#call('PUT', [name, 'promote'], FlowResult, { body: { minAge: options.minAge, analysis: options.analysis === undefined ? undefined : String(options.analysis), wait: options.wait } });
   }
 
   /** `PUT /SERVICE/rollback`: without a target, removes the canary. */

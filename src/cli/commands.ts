@@ -87,28 +87,32 @@ export const COMMANDS: readonly CommandSpec[] = [
   ]),
   {
     name: 'promote',
-    usage: 'depctl promote [SERVICE] [--min-age DURATION] [--wait[=DURATION]]',
+    usage: 'depctl promote [SERVICE] [--min-age DURATION] [--analysis] [--wait[=DURATION]]',
     summary: "Make the canary's version the stable one.",
     details: [
       'The deployer refuses when there is no canary, or when it is younger than --min-age (e.g. 30m, 2h).',
+      'With --analysis (or when the service requires it), the deployer first compares the canary with stable in',
+      'Prometheus and refuses when the canary served too few requests or regresses; the figures are printed.',
       SERVICE_DEFAULT,
       WAIT_DETAILS,
       '',
       'Examples:',
       '  depctl promote shop --min-age 30m',
       '  depctl promote shop --wait',
+      '  depctl promote shop --min-age 30m --analysis',
     ].join('\n'),
-    options: ['min-age', 'wait'],
+    options: ['min-age', 'analysis', 'wait'],
     takesService: true,
     maxArgs: 1,
     run(ctx) {
       const service = serviceOf(ctx);
       const minAge = ctx.values['min-age'];
+      const analysis = ctx.values.analysis === true ? true : undefined;
       return runChange(ctx, {
         service,
         track: 'stable',
         label: `promoting the canary of ${service}`,
-        send: (client, wait) => client.promote(service, { minAge, wait }),
+        send: (client, wait) => client.promote(service, { minAge, analysis, wait }),
       });
     },
   },

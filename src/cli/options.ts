@@ -8,6 +8,7 @@ export const OPTIONS = {
   to: { type: 'string' },
   'min-age': { type: 'string' },
   wait: { type: 'string' },
+  analysis: { type: 'boolean' },
   json: { type: 'boolean' },
   timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },

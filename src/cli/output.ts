@@ -1,4 +1,4 @@
-import type { DeployResult, ErrorBody, FlowResult, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
+import type { Analysis, DeployResult, ErrorBody, FlowResult, ServiceList, ServiceView, TagsView, VersionView } from './schemas.js';
 
 /** Human output of each command: pure functions from the server's answer to lines of text (no trailing newline). */
 
@@ -97,12 +97,37 @@ export function formatDeploy(result: DeployResult | FlowResult): string {
     lines.push('images:');
     for (const image of result.images) lines.push(`  ${image.applied}`);
   }
+  if ('analysis' in result && result.analysis !== undefined) lines.push(formatAnalysis(result.analysis));
   if (result.objects.length > 0) {
     lines.push('objects:');
     const names = result.objects.map((o) => `${o.kind} ${o.namespace === undefined ? '' : `${o.namespace}/`}${o.name}`);
     const width = Math.max(...names.map((n) => n.length));
     result.objects.forEach((o, i) => lines.push(`  ${(names[i] ?? '').padEnd(width + 2)}${o.action}`));
   }
+  return lines.join('\n');
+}
+
+/** A gated promotion's figures: canary beside stable, one row a figure. */
+export function formatAnalysis(a: Analysis): string {
+  const ms = (s: number | null): string => (s === null ? '-' : `${(s * 1000).toFixed(1)} ms`);
+  const pct = (r: number | null): string => (r === null ? '-' : `${(r * 100).toFixed(2)}%`);
+  const num = (n: number | null): string => (n === null ? '-' : String(Math.round(n)));
+  const cores = (n: number | null): string => (n === null ? '-' : `${Math.round(n * 1000)}m`);
+  const mib = (n: number | null): string => (n === null ? '-' : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+  const q = `p${Math.round(a.quantile * 1000) / 10}`;
+  const rows: Array<[string, string, string]> = [
+    ['', 'canary', 'stable'],
+    ['requests', num(a.canary.requests), num(a.stable.requests)],
+    [`${q} latency`, ms(a.canary.latencySeconds), ms(a.stable.latencySeconds)],
+    ['error ratio', pct(a.canary.errorRatio), pct(a.stable.errorRatio)],
+    ['cpu per pod', cores(a.canary.cpuCores), cores(a.stable.cpuCores)],
+    ['memory per pod', mib(a.canary.memoryBytes), mib(a.stable.memoryBytes)],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const lines = [`analysis: ${a.verdict} over ${a.window} (at least ${a.minRequests} requests each)`];
+  for (const [k, c, s] of rows) lines.push(`  ${k.padEnd(w0 + 2)}${c.padEnd(w1 + 2)}${s}`.trimEnd());
+  for (const r of a.regressions) lines.push(`  regression: ${r.message}`);
   return lines.join('\n');
 }
 
@@ -127,6 +152,7 @@ export function formatApiError(message: string, status: number, body: ErrorBody)
   if (body.verdict !== undefined && body.tag !== undefined) lines.push(`  applied: ${body.tag}${body.commit === undefined ? '' : ` (commit ${body.commit})`}`);
   const by = body.supersededBy;
   if (by !== undefined) lines.push(`  superseded by: request ${by.requestId}${by.commit === undefined ? '' : ` (${by.tag ?? ''}, commit ${by.commit})`}`);
+  if (body.analysis !== undefined) lines.push(...formatAnalysis(body.analysis).split('\n').map((l) => `  ${l}`));
   if (body.requestId !== undefined) lines.push(`  request id: ${body.requestId}`);
   return lines.join('\n');
 }

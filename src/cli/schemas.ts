@@ -94,8 +94,29 @@ export const DeployResult = z.object({
 export type DeployResult = z.infer<typeof DeployResult>;
 
 /** `PUT /SERVICE/promote` and `/SERVICE/rollback`: like a deploy, but there may be no version (nothing ran). */
+const TrackFigures = z.object({
+  requests: z.number().nullable(),
+  latencySeconds: z.number().nullable(),
+  errorRatio: z.number().nullable(),
+  cpuCores: z.number().nullable(),
+  memoryBytes: z.number().nullable(),
+});
+/** A gated promotion's figures (in the answer, and in the 409 that refused it). */
+export const Analysis = z.object({
+  verdict: z.string(),
+  message: z.string(),
+  window: z.string(),
+  quantile: z.number(),
+  minRequests: z.number(),
+  canary: TrackFigures,
+  stable: TrackFigures,
+  regressions: z.array(z.object({ figure: z.string(), message: z.string() })),
+});
+export type Analysis = z.infer<typeof Analysis>;
+
 export const FlowResult = DeployResult.extend({
   outcome: z.string(),
+  analysis: Analysis.optional(),
   commit: z.string().optional(),
   tag: z.string().optional(),
   /** The canary version that was removed. */
@@ -119,6 +140,8 @@ export const ErrorBody = z.looseObject({
   tag: z.string().optional(),
   /** A 409 of a deploy a newer one took the place of: that request, and what it deployed (when it did). */
   supersededBy: z.object({ requestId: z.string(), commit: z.string().optional(), tag: z.string().optional() }).optional(),
+  /** A refused gated promotion: the figures it was refused on. */
+  analysis: Analysis.optional(),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;
 

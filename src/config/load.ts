@@ -38,7 +38,17 @@ export interface RegistryCredentials {
 }
 
 /** The configuration after parsing and resolving every secret reference; parsed once at start, passed down. */
-export interface Config extends Omit<FileConfig, 'tokens' | 'services' | 'registries' | 'reports'> {
+type FileAnalysis = FileConfig['analysis'];
+export interface PrometheusConnection extends Omit<NonNullable<FileAnalysis['prometheus']>, 'password' | 'bearerToken'> {
+  readonly password?: Secret | undefined;
+  readonly bearerToken?: Secret | undefined;
+}
+export interface AnalysisConfig extends Omit<FileAnalysis, 'prometheus'> {
+  readonly prometheus?: PrometheusConnection | undefined;
+}
+
+export interface Config extends Omit<FileConfig, 'tokens' | 'services' | 'registries' | 'reports' | 'analysis'> {
+  readonly analysis: AnalysisConfig;
   readonly tokens: Readonly<Record<string, TokenScope>>;
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly registries: Readonly<Record<string, RegistryCredentials>>;
@@ -171,6 +181,19 @@ export function parseConfig(raw: unknown, env: Env, options: { baseDir?: string 
     bugsnag: bugsnag && { ...bugsnag, apiKey: secret(bugsnag.apiKey, 'reports.bugsnag.apiKey') },
     slack: slack && { ...slack, webhookUrl: secret(slack.webhookUrl, 'reports.slack.webhookUrl') },
   };
+  const { prometheus } = fc.analysis;
+  const analysis: AnalysisConfig = {
+    ...fc.analysis,
+    prometheus: prometheus && {
+      ...prometheus,
+      password: prometheus.password && secret(prometheus.password, 'analysis.prometheus.password'),
+      bearerToken: prometheus.bearerToken && secret(prometheus.bearerToken, 'analysis.prometheus.bearerToken'),
+    },
+  };
+  if (prometheus === undefined) {
+    const gated = Object.entries(fc.services).filter(([, s]) => s.requireAnalysis).map(([name]) => name);
+    if (gated.length > 0) problems.push(`services.${gated[0]}.requireAnalysis: needs analysis.prometheus.url, where the analysis asks Prometheus`);
+  }
   throwProblems(problems);
 
   if (Object.keys(tokens).length === 0 && !fc.insecureNoAuth) {
@@ -187,6 +210,7 @@ export function parseConfig(raw: unknown, env: Env, options: { baseDir?: string 
     services,
     registries,
     reports,
+    analysis,
   };
 }
 

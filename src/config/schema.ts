@@ -131,6 +131,12 @@ export const ServiceConfig = z.strictObject({
    * deploy is refused, naming the Job. Default false.
    */
   replaceJobs: z.boolean().optional(),
+  /**
+   * Whether a promotion needs the canary analysis (`analysis`): the canary is compared with stable in Prometheus and
+   * promoted only when it served enough requests and does not regress. A request may ask for it (`analysis=true`)
+   * where the service does not require it, never skip it where it does. Default false.
+   */
+  requireAnalysis: z.boolean().optional(),
   /** This service's own limits, over `deploy.maxObjects` and `deploy.maxLockSeconds`. */
   limits: z
     .strictObject({
@@ -272,6 +278,50 @@ export const FileConfig = z.strictObject({
         .string()
         .regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, 'a label key ([PREFIX/]NAME)')
         .default('track'),
+    })
+    .prefault({}),
+  /**
+   * The canary analysis of an evidence-gated promotion: the canary against stable over the same window, as the rules
+   * of kubernetes/monitoring compare them (render both from the same thresholds).
+   */
+  analysis: z
+    .strictObject({
+      prometheus: z
+        .strictObject({
+          /** Prometheus' base URL (its HTTP API is below /api/v1). */
+          url: z.url({ protocol: /^https?$/, error: 'an http(s) URL' }),
+          timeoutSeconds: z.number().positive().max(120).default(10),
+          username: z.string().min(1).optional(),
+          password: SecretRef.optional(),
+          bearerToken: SecretRef.optional(),
+        })
+        .optional(),
+      /** The window of every figure, a Prometheus duration. */
+      window: z.string().regex(/^[1-9][0-9]*(ms|s|m|h|d)$/, 'a Prometheus duration such as 30s, 5m or 1h').default('5m'),
+      quantile: z.number().min(0.5).max(0.999).default(0.95),
+      /** The canary regresses when its latency quantile is above stable's by more than this (thesis: 50 ms). */
+      latencyThresholdMs: z.number().positive().max(60_000).default(50),
+      /** ... or its error ratio above stable's by more than this (0.05: five percentage points). */
+      errorRatioThreshold: z.number().positive().max(1).default(0.05),
+      /** Fewer requests than this in the window, canary or stable, is not enough data: the promotion is refused. */
+      minRequests: z.number().int().min(1).default(100),
+      /** ... or its CPU per pod above stable's mean times `cpuRatio`, by more than `cpuMarginCores`. */
+      cpuRatio: z.number().min(1).max(100).default(1.5),
+      cpuMarginCores: z.number().min(0).default(0.05),
+      memoryRatio: z.number().min(1).max(100).default(1.5),
+      memoryMarginBytes: z.number().min(0).default(32 * 1024 * 1024),
+      /** The applications' metrics: a request counter with a `code` label, a latency histogram in seconds. */
+      metrics: z
+        .strictObject({
+          requests: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a metric name').default('http_requests_total'),
+          errorCodes: z.string().min(1).default('5..'),
+          latency: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a metric name').default('http_request_duration_seconds'),
+        })
+        .prefault({}),
+      /** The scrape job of the pods, and the target labels that name their service and track. */
+      job: z.string().min(1).default('deployer-pods'),
+      serviceLabel: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Prometheus label name').default('service'),
+      trackLabel: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Prometheus label name').default('track'),
     })
     .prefault({}),
   metrics: z

@@ -15,6 +15,7 @@ import type {
   ObjectFailure,
   ObjectRef,
   ObjectResult,
+  CanaryAnalysisResult,
 } from './types.js';
 
 /**
@@ -127,4 +128,12 @@ export interface Reporter {
   succeeded(event: DeployEvent): void;
   /** `notify: false` for an outcome that is the state of things (a young canary), not a failure worth an alarm. */
   failed(event: DeployEvent, error: Error, options?: { readonly notify?: boolean }): void;
+}
+
+/**
+ * The metrics system a gated promotion asks (Prometheus, src/prometheus). Errors: `UpstreamError('prometheus')`,
+ * 503 when it cannot be reached or timed out, 502 when its answer is unusable.
+ */
+export interface CanaryAnalysis {
+  analyse(service: ServiceConfig): Promise<CanaryAnalysisResult>;
 }

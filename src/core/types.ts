@@ -97,6 +97,8 @@ export interface DeployEvent {
    * `tag` are then that version, else the removed canary's). For reports that track stable and canary apart (GitHub).
    */
   readonly flow?: { readonly removedCanary?: { readonly commit: string; readonly tag: string } | undefined; readonly deployedStable: boolean } | undefined;
+  /** A gated promotion's evidence (promoted or refused): the canary's and stable's figures and the verdict. */
+  readonly analysis?: CanaryAnalysisResult | undefined;
   /** On failure: what the caller was answered (the error's class, its safe message and the HTTP status). */
   readonly error?: { readonly name: string; readonly message: string; readonly status: number } | undefined;
 }
@@ -217,4 +219,37 @@ export interface LeaseSpec {
   readonly acquireTime: Date | undefined;
   readonly renewTime: Date | undefined;
   readonly transitions: number;
+}
+
+/** One figure of a track over the analysis window; null where Prometheus has none (no series, or no traffic). */
+export interface TrackFigures {
+  readonly requests: number | null;
+  readonly latencySeconds: number | null;
+  readonly errorRatio: number | null;
+  readonly cpuCores: number | null;
+  readonly memoryBytes: number | null;
+}
+
+/** A comparison the canary failed: its figure, stable's, and the most the canary may exceed stable by. */
+export interface Regression {
+  readonly figure: 'latency' | 'errorRatio' | 'cpu' | 'memory';
+  readonly canary: number;
+  readonly stable: number;
+  readonly threshold: number;
+  readonly message: string;
+}
+
+/**
+ * The canary compared with stable over the same window (thesis 4.2.4, 5.5). `insufficient-data` is no verdict: it
+ * never passes as healthy.
+ */
+export interface CanaryAnalysisResult {
+  readonly verdict: 'pass' | 'regression' | 'insufficient-data';
+  readonly message: string;
+  readonly window: string;
+  readonly quantile: number;
+  readonly minRequests: number;
+  readonly canary: TrackFigures;
+  readonly stable: TrackFigures;
+  readonly regressions: readonly Regression[];
 }

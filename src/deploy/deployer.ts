@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Keys } from '../core/keys.js';
-import type { Cluster, LiveReader, Registry, Reporter, Source } from '../core/ports.js';
-import type { CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
+import type { CanaryAnalysis, Cluster, LiveReader, Registry, Reporter, Source } from '../core/ports.js';
+import type { CanaryAnalysisResult, CommitFacts, DeployEvent, ObjectResult } from '../core/types.js';
 import { ConflictError, DeployerError } from '../errors.js';
 import { promote, rollback, type FlowDeps, type FlowDone } from './flows.js';
 import { within, type DeployLock, type Hold, type Outcome } from './lock.js';
@@ -24,6 +24,8 @@ export interface DeployerDeps {
   readonly live: LiveReader;
   readonly lock: DeployLock;
   readonly reporter: Reporter;
+  /** The canary analysis of a gated promotion (Prometheus). */
+  readonly analysis: CanaryAnalysis;
   readonly now?: (() => number) | undefined;
   /** How often a verdict looks at the rollout. */
   readonly verdictPollMs?: number | undefined;
@@ -43,6 +45,7 @@ interface Reportable<T> {
         readonly deployed?: boolean | undefined;
         readonly failingSince?: string | undefined;
         readonly flow?: DeployEvent['flow'];
+        readonly analysis?: CanaryAnalysisResult | undefined;
       }
     | undefined;
 }
@@ -136,7 +139,7 @@ export class Deployer implements DeployService {
   }
 
   promote(request: PromoteRequest): Promise<FlowResult> {
-    const key = JSON.stringify(['promote', request.service.name, request.minAgeSeconds]);
+    const key = JSON.stringify(['promote', request.service.name, request.minAgeSeconds, request.analysis]);
     return this.#join(key, { ...request, kind: 'promote' }, () => this.#flow({ ...request, kind: 'promote' }, (deps) => promote(deps, request)));
   }
 
@@ -192,7 +195,14 @@ export class Deployer implements DeployService {
     const started = performance.now();
     return this.#reported(request, { notifyConflicts: false }, async () => {
       const done = await this.#deps.lock.exclusive(service, requestId, (deadline) =>
-        flow({ keys: this.#deps.keys, live: this.#deps.live, cluster: this.#deps.cluster, now: this.#now, deploy: (r) => this.#run(r, within(deadline)) }),
+        flow({
+          keys: this.#deps.keys,
+          live: this.#deps.live,
+          cluster: this.#deps.cluster,
+          now: this.#now,
+          analysis: this.#deps.analysis,
+          deploy: (r) => this.#run(r, within(deadline)),
+        }),
       );
       const answer: FlowResult = { ...done.result, service: service.name, kind: request.kind === 'promote' ? 'promote' : 'rollback', durationMs: Math.round(performance.now() - started) };
       if (done.result.outcome === 'nothing-to-roll-back') {
@@ -201,7 +211,10 @@ export class Deployer implements DeployService {
       }
       const version = done.deployed ?? done.removed;
       const moved = { removedCanary: done.result.canary, deployedStable: done.deployed !== undefined };
-      return { answer, event: { commit: version?.commit, tag: version?.tag, deployed: done.deployed !== undefined, failingSince: done.failingSince, flow: moved } };
+      return {
+        answer,
+        event: { commit: version?.commit, tag: version?.tag, deployed: done.deployed !== undefined, failingSince: done.failingSince, flow: moved, analysis: done.analysis },
+      };
     });
   }
 
@@ -235,6 +248,7 @@ export class Deployer implements DeployService {
               committedAt: f?.date,
               failingSince: event.failingSince,
               flow: event.flow,
+              analysis: event.analysis,
             }),
           ),
         );
@@ -250,6 +264,8 @@ export class Deployer implements DeployService {
           result: 'failure',
           durationMs: Math.round(performance.now() - started),
           error: { name: error.name, message: error.message, status: error instanceof DeployerError ? error.status : 500 },
+          // A refused gated promotion: the figures it was refused on.
+          analysis: error instanceof DeployerError ? (error.detail?.['analysis'] as CanaryAnalysisResult | undefined) : undefined,
         },
         error,
         { notify: options.notifyConflicts || !(error instanceof ConflictError) },

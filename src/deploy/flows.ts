@@ -1,8 +1,8 @@
 import type { Keys } from '../core/keys.js';
-import type { Cluster, LiveReader } from '../core/ports.js';
-import type { LiveDeployment, ObjectResult } from '../core/types.js';
+import type { CanaryAnalysis, Cluster, LiveReader } from '../core/ports.js';
+import type { CanaryAnalysisResult, LiveDeployment, ObjectResult } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
-import { AuthError, ConflictError } from '../errors.js';
+import { AuthError, ConflictError, InputError } from '../errors.js';
 import { ageSeconds, canaryDeployedAt, isCanary, previousOf, serviceDeployments, versionOf, type LiveVersion } from './state.js';
 import type { DeployRequest, DeployRun, FlowResult, PromoteRequest, RollbackRequest } from './types.js';
 
@@ -21,6 +21,8 @@ export interface FlowDone {
   readonly removed?: LiveVersion | undefined;
   /** A rollback's: since when the version it removed or replaced ran (for the time to restore). */
   readonly failingSince?: string | undefined;
+  /** A gated promotion's evidence, for the event log. */
+  readonly analysis?: CanaryAnalysisResult | undefined;
 }
 
 export interface FlowDeps {
@@ -28,6 +30,8 @@ export interface FlowDeps {
   readonly live: LiveReader;
   readonly cluster: Pick<Cluster, 'deleteDeployments'>;
   readonly now: () => number;
+  /** Compares a canary with stable before a gated promotion. */
+  readonly analysis: CanaryAnalysis;
   /** Deploys a stable version within the flow's lock. */
   readonly deploy: (request: DeployRequest) => Promise<DeployRun>;
 }
@@ -190,6 +194,8 @@ export async function promote(deps: FlowDeps, request: PromoteRequest): Promise<
     }
   }
 
+  const analysis = await gate(deps, request, version);
+
   const deployed = await deps.deploy({
     service,
     kind: 'promote',
@@ -210,9 +216,29 @@ export async function promote(deps: FlowDeps, request: PromoteRequest): Promise<
       commit: deployed.commit,
       tag: deployed.tag,
       canary: { tag: version.tag, commit: version.commit },
+      ...(analysis === undefined ? {} : { analysis }),
       images: deployed.images,
       objects: [...deployed.objects, ...leftover],
     },
     deployed,
+    analysis,
   };
+}
+
+/**
+ * The evidence gate of a promotion (thesis 5.5: promote a canary that survived): when the service or the request
+ * asks for it, the canary must have served enough requests and must not regress against stable; not enough data is
+ * no evidence, and refuses as a regression does (409, the figures in the answer). Undefined when not asked for.
+ */
+async function gate(deps: FlowDeps, request: PromoteRequest, version: LiveVersion): Promise<CanaryAnalysisResult | undefined> {
+  const { service } = request;
+  if (service.requireAnalysis === true && request.analysis === false) {
+    throw new InputError(`service ${service.name} requires an analysis before every promotion; analysis=false is refused`, { field: 'analysis' });
+  }
+  if (service.requireAnalysis !== true && request.analysis !== true) return undefined;
+  const analysis = await deps.analysis.analyse(service);
+  if (analysis.verdict === 'pass') return analysis;
+  throw new ConflictError(`the canary of ${service.name} (${version.tag}) is not promoted: ${analysis.message}`, {
+    detail: { service: service.name, tag: version.tag, analysis },
+  });
 }

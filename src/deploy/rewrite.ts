@@ -116,9 +116,10 @@ function stamp(object: KubeObject, template: Record<string, unknown>, opts: Rewr
 
   // The pod template gets only what the version determines. A changed template rolls every pod (and a Job's
   // template cannot change at all), so per-request data (caller, request id, time) there would restart all pods
-  // on a deploy of the version already running.
+  // on a deploy of the version already running. The service never changes: on versioned pods it lets monitoring
+  // tell whose canary a pod is (kubernetes/monitoring relabels it into the `service` target label).
   const podMeta = mappingAt(object, template, 'metadata');
-  setStrings(object, podMeta, 'labels', labels);
+  setStrings(object, podMeta, 'labels', opts.service === undefined ? labels : { ...labels, [keys.serviceLabel]: opts.service });
   setStrings(object, podMeta, 'annotations', version);
 
   setStrings(object, object.metadata, 'labels', labels);

@@ -1,5 +1,5 @@
 import type { ServiceConfig } from '../config/load.js';
-import type { Caller, DeployKind, ObjectResult } from '../core/types.js';
+import type { Caller, CanaryAnalysisResult, DeployKind, ObjectResult } from '../core/types.js';
 import type { DeploymentState } from './state.js';
 import type { Verdict } from './verdict.js';
 
@@ -76,6 +76,11 @@ export interface PromoteRequest {
   readonly service: ServiceConfig;
   /** Refuse (409) while the canary is younger. */
   readonly minAgeSeconds?: number | undefined;
+  /**
+   * Compare the canary with stable first (the service's `requireAnalysis`, or the request's `analysis=true`) and
+   * refuse (409, the figures in the answer) when it served too few requests or regresses.
+   */
+  readonly analysis?: boolean | undefined;
   readonly caller: Caller;
   readonly requestId: string;
 }
@@ -92,6 +97,8 @@ export interface FlowResult {
   readonly tag?: string | undefined;
   /** The canary version that was removed, if one was. */
   readonly canary?: { readonly tag: string; readonly commit: string } | undefined;
+  /** A gated promotion's evidence: the canary's and stable's figures, and the verdict. */
+  readonly analysis?: CanaryAnalysisResult | undefined;
   readonly images: readonly DeployedImage[];
   readonly objects: readonly ObjectResult[];
   readonly durationMs: number;

@@ -67,13 +67,22 @@ export const Wait = z.preprocess(
     .optional(),
 );
 
+/** `analysis=true|false`: whether a promotion must pass the canary analysis first (absent: as the service says). */
+export const Analysis = z.preprocess(
+  blankIsAbsent,
+  z
+    .union([z.boolean(), z.enum(['true', 'false', 'yes', 'no', '1', '0'])], { error: 'analysis must be given once, as true or false' })
+    .transform((v) => v === true || v === 'true' || v === 'yes' || v === '1')
+    .optional(),
+);
+
 const BODY_ERROR = { error: 'the request body must be an object or a form' };
 const To = z.preprocess(blankIsAbsent, z.literal('previous', { error: 'to must be "previous"' }).optional());
 
 const rollbackFields = { commit: CommitRef, tag: ImageTag, to: To, wait: Wait };
 export const RollbackBody = z.object(rollbackFields, BODY_ERROR).nullish();
 export const RollbackQuery = z.object(rollbackFields);
-const promoteFields = { minAge: MinAge, wait: Wait };
+const promoteFields = { minAge: MinAge, wait: Wait, analysis: Analysis };
 export const PromoteBody = z.object(promoteFields, BODY_ERROR).nullish();
 export const PromoteQuery = z.object(promoteFields);
 /** The deploy and canary routes' inputs, with `wait`. */
@@ -183,7 +192,13 @@ export function registerFlowRoutes(api: HttpServer, deps: FlowRouteDeps): void {
       const service = deps.serviceNamed(request.params.service);
       const { body, query } = request;
       return runAndWait(reply, deps, fieldOf(body, query, 'wait'), () =>
-        deployer.promote({ service, minAgeSeconds: fieldOf(body, query, 'minAge'), caller: deps.callerOf(request), requestId: request.id }),
+        deployer.promote({
+          service,
+          minAgeSeconds: fieldOf(body, query, 'minAge'),
+          analysis: fieldOf(body, query, 'analysis'),
+          caller: deps.callerOf(request),
+          requestId: request.id,
+        }),
       );
     },
   });

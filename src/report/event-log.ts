@@ -47,6 +47,7 @@ export function logDeployEvent(logger: Logger, event: DeployEvent): void {
     userAgent: event.caller.userAgent,
     requestId: event.requestId,
     error: event.error,
+    analysis: event.analysis,
   };
   const message = formatEventLine(event);
   // A failed deploy is worth a look but is not the deployer's own fault (a bad commit, a missing tag): warn.

@@ -354,3 +354,55 @@ describe('headerValue (the Executor header)', () => {
     expect(headerValue(text)).toBe(value);
   });
 });
+
+describe('depctl promote: the figures of a gated promotion', () => {
+  const analysis = {
+    verdict: 'pass',
+    message: 'the canary of shop served 1210 requests in the last 5m (stable 4830): ...',
+    window: '5m',
+    quantile: 0.95,
+    minRequests: 100,
+    canary: { requests: 1210, latencySeconds: 0.0213, errorRatio: 0.0041, cpuCores: 0.182, memoryBytes: 96.2 * 1024 * 1024 },
+    stable: { requests: 4830.4, latencySeconds: 0.0209, errorRatio: 0.0038, cpuCores: 0.179, memoryBytes: 95.8 * 1024 * 1024 },
+    regressions: [],
+  };
+
+  it('prints canary beside stable under the answer of a promotion (as the README shows it)', () => {
+    const text = formatDeploy({ message: 'shop main-abc1234 is promoted', service: 'shop', kind: 'promote', outcome: 'promoted', tag: 'main-abc1234', images: [], objects: [], durationMs: 1200, analysis });
+    expect(text).toBe(
+      [
+        'shop main-abc1234 is promoted',
+        'tag:  main-abc1234',
+        'took: 1.2 s',
+        'analysis: pass over 5m (at least 100 requests each)',
+        '                  canary    stable',
+        '  requests        1210      4830',
+        '  p95 latency     21.3 ms   20.9 ms',
+        '  error ratio     0.41%     0.38%',
+        '  cpu per pod     182m      179m',
+        '  memory per pod  96.2 MiB  95.8 MiB',
+      ].join('\n'),
+    );
+  });
+
+  it('prints the figures and the regression of a refused promotion (409), "-" where Prometheus had none', () => {
+    const refused = {
+      ...analysis,
+      verdict: 'regression',
+      canary: { ...analysis.canary, latencySeconds: 0.0951, cpuCores: null, memoryBytes: null },
+      stable: { ...analysis.stable, cpuCores: null, memoryBytes: null },
+      regressions: [{ figure: 'latency', message: "p95 latency 95.1 ms is 74.2 ms above stable's 20.9 ms (at most 50 ms)" }],
+    };
+    const text = formatApiError('the canary of shop (main-abc1234) is not promoted: ...', 409, { error: 'x', analysis: refused });
+    expect(text.split('\n').slice(1)).toEqual([
+      '  analysis: regression over 5m (at least 100 requests each)',
+      '                    canary   stable',
+      '    requests        1210     4830',
+      '    p95 latency     95.1 ms  20.9 ms',
+      '    error ratio     0.41%    0.38%',
+      '    cpu per pod     -        -',
+      '    memory per pod  -        -',
+      "    regression: p95 latency 95.1 ms is 74.2 ms above stable's 20.9 ms (at most 50 ms)",
+    ]);
+  });
+});

@@ -74,12 +74,21 @@ export interface NodeGround {
   runDir: string;
 }
 
+/** Prometheus (`prometheus` part), scraping the targets the tests list in `targetsDir` every second. */
+export interface PrometheusGround {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** File discovery: `pods-*.json` for the pods job, `cadvisor-*.json` for cAdvisor targets. */
+  targetsDir: string;
+}
+
 export interface Ground {
   kube?: KubeGround;
   registry?: RegistryGround;
   git?: GitGround;
   svn?: SvnGround;
   node?: NodeGround;
+  prometheus?: PrometheusGround;
   /** Where every part writes its server logs. */
   logsDir: string;
 }

@@ -12,7 +12,8 @@ mkdir -p "$bin"
 sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
-packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates)
+packages=(golang-go etcd-server rsync docker-registry apache2-utils subversion git dpkg-dev openssl ca-certificates
+  prometheus prometheus-alertmanager)
 kube_binaries=(kube-apiserver kube-controller-manager)
 # The real node (kubelet, containerd, images) is part of the ground by default (test/env/parts.ts);
 # DEPLOYER_TESTENV_NODE=0 leaves it out, for quick local runs with TESTGROUND_PARTS without `node`.

@@ -59,6 +59,12 @@ export async function startGround(options: { base: string; logsDir: string; part
       stops.push(() => s.stop());
       ground.svn = s.info;
     },
+    prometheus: async () => {
+      const { startPrometheus } = await import('./prometheus.js');
+      const s = await startPrometheus(join(base, 'prometheus'), logsDir);
+      stops.push(() => s.stop());
+      ground.prometheus = s.info;
+    },
     node: async () => {
       if (network === undefined || ground.kube === undefined || ground.registry === undefined) return;
       const { startForwarders } = await import('./forwarders.js');

@@ -258,11 +258,17 @@ describe('rewrite: the service label', () => {
   ];
   const options = { tag: 'v1', commit: C1, digests: {}, caller: 'ci', requestId: 'r', keys: K };
 
-  it('labels every object it returns, never a pod template, when the service is given', () => {
+  it("labels every object it returns, and the pod template of a versioned workload only, when the service is given", () => {
+    type WithTemplate = { spec: { template: { metadata: { labels: Record<string, string> } } } };
     const stable = rewrite(objects, { ...options, track: 'stable', service: 'web' });
     expect(stable.map((o) => o.metadata.labels?.[SERVICE_LABEL])).toEqual(['web', 'web']);
-    const template = (stable[0]?.['spec'] as { template: { metadata: { labels: Record<string, string> } } }).template;
-    expect(template.metadata.labels[SERVICE_LABEL]).toBeUndefined();
+    // Versioned pods roll with every version anyway; monitoring reads whose pod it is from this label.
+    expect((stable[0] as unknown as WithTemplate).spec.template.metadata.labels[SERVICE_LABEL]).toBe('web');
+    // An unversioned workload's pods would restart for a label: its template is left alone.
+    const pinned = structuredClone(objects[0]) as unknown as WithTemplate & KubeObject;
+    (pinned.spec.template as unknown as { spec: { containers: Array<{ image: string }> } }).spec.containers[0]!.image = `${IMAGE}:pinned`;
+    const [unversioned] = rewrite([pinned], { ...options, track: 'stable', service: 'web' });
+    expect((unversioned as unknown as WithTemplate).spec.template.metadata.labels[SERVICE_LABEL]).toBeUndefined();
     const canary = rewrite(objects, { ...options, track: 'canary', service: 'web' });
     expect(canary.map((o) => [o.metadata.name, o.metadata.labels?.[SERVICE_LABEL]])).toEqual([['web-canary', 'web']]);
   });

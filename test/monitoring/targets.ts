@@ -1,0 +1,79 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { ComparisonParams } from '../../src/prometheus/comparisons.js';
+import { podSeries, type Pod, type Series, type TrackTraffic } from './series.js';
+
+/**
+ * Real loopback scrape targets for the ground's Prometheus: one HTTP server exposing, per pod, the series the pod
+ * and cAdvisor would expose (counters that grow with wall time at the wanted rate), and the file discovery entries
+ * that give each pod the target labels the shipped relabelling would (namespace, pod, service, track, version).
+ */
+export interface Targets {
+  /** Writes the discovery files of `name` (pods and cAdvisor); Prometheus picks them up within a second. */
+  list(name: string, pods: ReadonlyArray<Pod & { traffic: TrackTraffic; version?: string }>): void;
+  close(): Promise<void>;
+}
+
+const TARGET_LABELS = new Set(['job', 'namespace', 'pod', 'service', 'track']);
+
+function exposition(series: readonly Series[], elapsedSeconds: number, cadvisor: boolean): string {
+  const lines: string[] = [];
+  for (const s of series) {
+    if (s.name === 'up' || (s.name.startsWith('container_') !== cadvisor)) continue;
+    const labels = Object.entries(s.labels).filter(([k]) => !cadvisor || k !== 'job');
+    const value = s.gauge === true ? s.step : s.step * elapsedSeconds;
+    lines.push(`${s.name}{${labels.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}} ${value}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export async function startTargets(params: ComparisonParams, targetsDir: string): Promise<Targets> {
+  const started = Date.now();
+  const pods = new Map<string, Series[]>();
+  const server: Server = createServer((req, res) => {
+    const match = /^\/(pods|cadvisor)\/([^/]+)\/metrics$/.exec(req.url ?? '');
+    const series = match === null ? undefined : pods.get(decodeURIComponent(match[2] ?? ''));
+    if (match === null || series === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(exposition(series, (Date.now() - started) / 1000, match[1] === 'cadvisor'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { service: serviceLabel, track: trackLabel } = params.labels;
+  // The pods job must not see the target labels in the exposition: they come from discovery, as in a cluster.
+  const strip = new Set([...TARGET_LABELS, serviceLabel, trackLabel]);
+  return {
+    list(name, list) {
+      const pods_ = list.map((p) => {
+        const series = podSeries(params, p, p.traffic, 1).map((s) => ({
+          ...s,
+          labels: s.name.startsWith('container_') ? s.labels : Object.fromEntries(Object.entries(s.labels).filter(([k]) => !strip.has(k) || k === 'le' || k === 'code')),
+        }));
+        pods.set(p.pod, series);
+        return p;
+      });
+      const entries = (kind: 'pods' | 'cadvisor'): unknown[] =>
+        pods_.map((p) => ({
+          targets: [address],
+          labels: {
+            __metrics_path__: `/${kind}/${encodeURIComponent(p.pod)}/metrics`,
+            ...(kind === 'pods'
+              ? { namespace: p.namespace, pod: p.pod, [serviceLabel]: p.service, [trackLabel]: p.track, version: p.version ?? p.track }
+              : { instance: `node-of-${p.pod}` }),
+          },
+        }));
+      // Through a rename: Prometheus reads a file as soon as it appears, and must not see half of it.
+      for (const kind of ['pods', 'cadvisor'] as const) {
+        const file = join(targetsDir, `${kind}-${name}.json`);
+        writeFileSync(`${file}.tmp`, JSON.stringify(entries(kind)));
+        renameSync(`${file}.tmp`, file);
+      }
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
