@@ -67,26 +67,14 @@ export function judge(p: ComparisonParams, service: string, canary: TrackFigures
   }
   const q = `p${Math.round(p.quantile * 1000) / 10}`;
   const regressions: Regression[] = [];
-  const latencyDelta = canary.latencySeconds - stable.latencySeconds;
-  if (latencyDelta > p.latencyThresholdSeconds) {
-    regressions.push({
-      figure: 'latency',
-      canary: canary.latencySeconds,
-      stable: stable.latencySeconds,
-      threshold: p.latencyThresholdSeconds,
-      message: `${q} latency ${ms(canary.latencySeconds)} is ${ms(latencyDelta)} above stable's ${ms(stable.latencySeconds)} (at most ${ms(p.latencyThresholdSeconds)})`,
-    });
-  }
-  const errorDelta = canary.errorRatio - stable.errorRatio;
-  if (errorDelta > p.errorRatioThreshold) {
-    regressions.push({
-      figure: 'errorRatio',
-      canary: canary.errorRatio,
-      stable: stable.errorRatio,
-      threshold: p.errorRatioThreshold,
-      message: `error ratio ${pct(canary.errorRatio)} is ${pct(errorDelta)} above stable's ${pct(stable.errorRatio)} (at most ${pct(p.errorRatioThreshold)})`,
-    });
-  }
+  // Latency and error ratio: the canary may exceed stable by at most the threshold.
+  const above = (figure: 'latency' | 'errorRatio', c: number, st: number, threshold: number, what: string, show: (n: number) => string): void => {
+    const delta = c - st;
+    if (delta <= threshold) return;
+    regressions.push({ figure, canary: c, stable: st, threshold, message: `${what} ${show(c)} is ${show(delta)} above stable's ${show(st)} (at most ${show(threshold)})` });
+  };
+  above('latency', canary.latencySeconds, stable.latencySeconds, p.latencyThresholdSeconds, `${q} latency`, ms);
+  above('errorRatio', canary.errorRatio, stable.errorRatio, p.errorRatioThreshold, 'error ratio', pct);
   const resource = (figure: 'cpu' | 'memory', c: number | null, s: number | null, ratio: number, margin: number, show: (n: number) => string): void => {
     if (c === null || s === null) return;
     if (c > s * ratio && c - s > margin) {
