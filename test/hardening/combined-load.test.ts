@@ -69,6 +69,8 @@ describe('combined load: slow connections, abandoned waits, read fetches and a 4
     const waiting = await serviceRepo('load-wait', [
       { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'never-ready', image, port: false }) } },
     ]);
+    // Its version is an image of its own commit: a tag names a commit of the service's repository.
+    await pushImage({ host: registry, repository: imageRepository, tag: `main-${short(waiting.repo.shas[0] ?? '')}` });
     const big = await serviceRepo('load-huge', [
       { files: { 'kubernetes/deployment.yaml': deploymentYaml({ name: 'app', image: `${huge.host}/team/app`, port: false }) } },
     ]);
@@ -112,7 +114,7 @@ describe('combined load: slow connections, abandoned waits, read fetches and a 4
     outcome = await combinedLoad({
       url,
       deploy: { auth: CI, service: ci.name, commit: ci.repo.shas[1] ?? '' },
-      wait: { auth: CI, service: waiting.name, tag: `main-${short(ci.repo.shas[0] ?? '')}` },
+      wait: { auth: CI, service: waiting.name, tag: `main-${short(waiting.repo.shas[0] ?? '')}` },
       read: { auth: READER, service: ci.name },
       hugeRegistry: { auth: READER, service: big.name },
     });

@@ -127,6 +127,8 @@ describe('gated promotion against a real Prometheus', () => {
     const analysis = answer.body['analysis'] as { canary: { requests: number; latencySeconds: number }; stable: { requests: number } };
     expect(analysis.canary.requests).toBeGreaterThanOrEqual(50);
     expect(analysis.canary.latencySeconds).toBeCloseTo(0.02, 2);
+    // The event line comes a moment after the answer (its commit facts are read after it).
+    await deployer.settled();
     const line = deployer.logs.find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith(`${name};`) && l['msg'].includes(';promote success;'));
     expect(line?.['analysis']).toMatchObject({ verdict: 'pass' });
   });
