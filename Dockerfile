@@ -30,7 +30,9 @@ RUN groupadd --gid 10001 deployer \
  && mkdir -p /var/cache/deployer \
  && chown 10001:10001 /var/cache/deployer
 WORKDIR /app
-ENV NODE_ENV=production
+# Node 24's young generation grows to 3 × 32 MiB semi-spaces under load and keeps them (RSS +23 % after a burst of
+# requests, test/hardening/load.test.ts); 16 MiB keeps the resident set near its idle level at no measurable cost.
+ENV NODE_ENV=production NODE_OPTIONS=--max-semi-space-size=16
 COPY --from=production-dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # src/main.ts reads its version from ../package.json.

@@ -18,8 +18,8 @@ import { redact } from './redact.js';
 import { printable } from './refs.js';
 
 export type FetchTarget =
-  | { kind: 'branch'; name: string; smallBlobs?: boolean | undefined }
-  | { kind: 'commit'; sha: string; smallBlobs?: boolean | undefined }
+  | { kind: 'branch'; name: string }
+  | { kind: 'commit'; sha: string }
   | { kind: 'all' }
   | { kind: 'blobs'; oids: readonly string[] };
 
@@ -106,7 +106,7 @@ export class GitFetcher {
       '--no-write-fetch-head',
       '--no-recurse-submodules',
       '--no-auto-maintenance',
-      filterOf(target),
+      '--filter=blob:none',
     ];
     if (input !== undefined) args.push('--stdin');
     args.push('--end-of-options', 'origin', ...refspecs);
@@ -180,27 +180,12 @@ export class GitFetcher {
   }
 }
 
-/** Blobs up to this size come with a commit fetched into a cache that has history (`smallBlobs`). */
-export const SMALL_BLOB_BYTES = 256 * 1024;
-
-/**
- * The partial clone's filter: no blobs, or — `smallBlobs`, for a cache that has history, so that its commits are
- * "have"s and only what is new is sent — the new small blobs along with the commit and its trees: the manifests the
- * deploy reads next (and most of the changed files the line counts want) come in the same round trip, while a large
- * file the commit added stays on the server.
- */
-function filterOf(target: FetchTarget): string {
-  const small = (target.kind === 'commit' || target.kind === 'branch') && target.smallBlobs === true;
-  return small ? `--filter=blob:limit=${SMALL_BLOB_BYTES}` : '--filter=blob:none';
-}
-
 function targetKey(target: FetchTarget): string {
-  const small = (target.kind === 'commit' || target.kind === 'branch') && target.smallBlobs === true ? '+small' : '';
   switch (target.kind) {
     case 'branch':
-      return `branch:${target.name}${small}`;
+      return `branch:${target.name}`;
     case 'commit':
-      return `commit:${target.sha}${small}`;
+      return `commit:${target.sha}`;
     case 'all':
       return 'all';
     case 'blobs':

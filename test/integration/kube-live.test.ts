@@ -90,8 +90,7 @@ describe('KubeLive', () => {
       annotations: expect.objectContaining({ 'deployer.io/tag': 'v1' }) as unknown,
       selector: { app: 'web' },
       images: ['busybox:1', 'registry.example/web:v1'],
-      desired: 2,
-      status: expect.objectContaining({ replicas: 2, updated: 2, ready: 2, available: 2 }) as unknown,
+      replicas: { desired: 2, total: 2, updated: 2, ready: 2, available: 2 },
     });
     expect(await live.getDeployment(namespace, 'missing')).toBeUndefined();
   });
