@@ -151,7 +151,9 @@ describe('objects written under the previous release keys (deployer.io/...)', ()
     expect(answer.body).toMatchObject({ outcome: 'rolled-back', tag: `main-${short(c1)}`, commit: c1 });
     expect((await read('shop'))?.spec?.template.spec?.containers[0]?.image).toBe(`${image}:main-${short(c1)}@${digests[c1]}`);
 
-    // The DORA figures: the deploy's lead time from its commit, the rollback's time to restore.
+    // The DORA figures: the deploy's lead time from its commit, the rollback's time to restore (reported just after
+    // the answer).
+    await deployer.settled();
     const metrics = await (await fetch(`${deployer.url}/metrics`)).text();
     expect(sampleValue(metrics, 'deployer_lead_time_seconds_count', { deployer_service: svc.name, kind: 'deploy' })).toBe(1);
     expect(sampleValue(metrics, 'deployer_time_to_restore_seconds_count', { deployer_service: svc.name })).toBe(1);
