@@ -93,6 +93,12 @@ function pathOf(o: KubeObject): string {
   return `${api}${ns}/${plural}/${o.metadata.name}`;
 }
 
+/** `count` small ConfigMaps in one multi-document file, as a service with much configuration has. */
+function settings(count: number): Record<string, string> {
+  const docs = Array.from({ length: count }, (_, i) => dump({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `hello-setting-${i}` }, data: { value: String(i) } }));
+  return { 'kubernetes/settings.yaml': docs.join('---\n') };
+}
+
 /** The host PID of the deployer's node process in pod `pod` (the ground's PID namespace is visible from the host). */
 function nodeProcessOf(pod: string): number {
   for (const entry of readdirSync('/proc')) {
@@ -129,7 +135,8 @@ describe('the deployer as a pod on the real node', () => {
     hello = await createRepo(git.root, 'hello-pod', [
       { files: sampleManifests({ name: 'hello', image: `${registry}/apps/hello`, replicas: 2, env: { VERSION: 'v1', LATENCY_MS: '2' } }) },
       { files: sampleManifests({ name: 'hello', image: `${registry}/apps/hello`, replicas: 2, env: { VERSION: 'v2' } }) },
-      { files: sampleManifests({ name: 'hello', image: `${registry}/apps/hello`, replicas: 2, env: { VERSION: 'v3' } }) },
+      // v3 also carries 200 ConfigMaps, so that its deploy holds the service's Lease long enough to be killed in it.
+      { files: { ...sampleManifests({ name: 'hello', image: `${registry}/apps/hello`, replicas: 2, env: { VERSION: 'v3' } }), ...settings(200) } },
       { files: sampleManifests({ name: 'hello', image: `${registry}/apps/hello`, replicas: 2, env: { VERSION: 'v4' } }) },
     ]);
     for (const i of [0, 1]) await pushOciLayout(deployerImageLayout(), { host: anonymous, repository: 'ops/deployer', tag: tagOf(self, i) });
@@ -205,16 +212,22 @@ describe('the deployer as a pod on the real node', () => {
   it('kill -9 of the pod mid-deploy: the next deploy converges once the Lease expires', async () => {
     const [pod, other] = await readyPods('deployer', 'deployer', 2);
     if (pod === undefined || other === undefined) throw new Error('no two ready deployer pods');
-    const deploying = send(`http://${pod.ip}:8080/hello/deploy`, { auth: ops, json: { tag: tagOf(hello, 2), wait: '3m' } }).catch((err: unknown) => err);
-    // Wait until it holds the service's Lease, then kill it without a chance to let go.
+    const pid = nodeProcessOf(pod.name);
+    let answered = false;
+    const deploying = send(`http://${pod.ip}:8080/hello/deploy`, { auth: ops, json: { tag: tagOf(hello, 2), wait: '3m' } })
+      .catch((err: unknown) => err)
+      .finally(() => (answered = true));
+    // Wait until it holds the service's Lease, then kill it without a chance to let go. (Its 200 ConfigMaps keep it
+    // in the Lease for a while; should it answer first anyway, the test says so instead of waiting forever.)
     for (;;) {
       const leases = (await kubeRequest('GET', '/apis/coordination.k8s.io/v1/namespaces/deployer/leases')).body as {
         items: Array<{ spec?: { holderIdentity?: string } }>;
       };
       if (leases.items.some((l) => l.spec?.holderIdentity === pod.name)) break;
-      await sleep(200);
+      if (answered) expect.fail(`the deploy was answered before its Lease was seen held: ${JSON.stringify(await deploying)}`);
+      await sleep(25);
     }
-    process.kill(nodeProcessOf(pod.name), 'SIGKILL');
+    process.kill(pid, 'SIGKILL');
     expect(await deploying).toBeInstanceOf(Error);
 
     // To the other pod: the killed one's address still answers (refused) until its endpoint is withdrawn, and its
