@@ -74,7 +74,7 @@ if [ "$need_src" = 1 ]; then
   dir=$(find "$src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n 1)
   mkdir -p "$dir/.go/src/k8s.io"
   ln -sfn ../../.. "$dir/.go/src/k8s.io/kubernetes"
-  echo "testenv: building ${kube_binaries[*]} (about 4 minutes on 2 cores for the control plane, 10 with the node)"
+  echo "testenv: building ${kube_binaries[*]} (about 5 minutes on 2 cores for the control plane, 16 with the node)"
   start=$SECONDS
   what=()
   for b in "${kube_binaries[@]}"; do what+=("cmd/$b"); done
