@@ -147,8 +147,8 @@ export function formatApiError(message: string, status: number, body: ErrorBody)
   for (const f of body.failures ?? []) {
     lines.push(`  ${f.kind} ${f.namespace === undefined ? '' : `${f.namespace}/`}${f.name}: ${f.reason}`);
   }
-  // A rollout that failed (`--wait`): what each Deployment did; the version was applied nevertheless.
-  for (const d of body.verdict?.deployments ?? []) lines.push(`  Deployment ${d.namespace}/${d.name}: ${d.state}: ${d.reason}`);
+  // A rollout that failed (`--wait`): what each workload did; the version was applied nevertheless.
+  for (const d of body.verdict?.deployments ?? []) lines.push(`  ${d.kind ?? 'Deployment'} ${d.namespace}/${d.name}: ${d.state}: ${d.reason}`);
   if (body.verdict !== undefined && body.tag !== undefined) lines.push(`  applied: ${body.tag}${body.commit === undefined ? '' : ` (commit ${body.commit})`}`);
   const by = body.supersededBy;
   if (by !== undefined) lines.push(`  superseded by: request ${by.requestId}${by.commit === undefined ? '' : ` (${by.tag ?? ''}, commit ${by.commit})`}`);

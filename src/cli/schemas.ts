@@ -66,7 +66,8 @@ export type TagsView = z.infer<typeof TagsView>;
 export const Verdict = z.object({
   result: z.string(),
   message: z.string(),
-  deployments: z.array(z.object({ namespace: z.string(), name: z.string(), state: z.string(), reason: z.string() })),
+  /** Every workload waited for (Deployments, StatefulSets, DaemonSets); `kind` is missing from older deployers' answers. */
+  deployments: z.array(z.object({ kind: z.string().optional(), namespace: z.string(), name: z.string(), state: z.string(), reason: z.string() })),
 });
 export type Verdict = z.infer<typeof Verdict>;
 

@@ -7,9 +7,11 @@ import type {
   KubeObject,
   LeaseRecord,
   LeaseSpec,
+  LiveDaemonSet,
   LiveDeployment,
   LivePod,
   LiveReplicaSet,
+  LiveStatefulSet,
   ManifestFile,
   ObjectAction,
   ObjectFailure,
@@ -96,6 +98,8 @@ export interface LiveReader {
   listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]>;
   listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]>;
   listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
+  getStatefulSet(namespace: string, name: string): Promise<LiveStatefulSet | undefined>;
+  getDaemonSet(namespace: string, name: string): Promise<LiveDaemonSet | undefined>;
 }
 
 /** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */

@@ -173,6 +173,54 @@ export interface Replicas {
   readonly total: number;
 }
 
+/** How a StatefulSet or DaemonSet replaces its pods: `OnDelete` only when someone deletes them. */
+export interface UpdateStrategy {
+  readonly type: 'RollingUpdate' | 'OnDelete';
+  /** StatefulSet RollingUpdate: pods with an ordinal below it keep the old revision (0 when unset). */
+  readonly partition?: number | undefined;
+}
+
+/** A StatefulSet as the rollout verdict reads it (the fields `kubectl rollout status` reads). */
+export interface LiveStatefulSet {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly generation: number;
+  readonly selector: Readonly<Record<string, string>>;
+  /** `spec.replicas` (1 when unset). */
+  readonly desired: number;
+  readonly updateStrategy: UpdateStrategy;
+  readonly status: {
+    readonly observedGeneration: number;
+    readonly ready: number;
+    readonly current: number;
+    readonly updated: number;
+    readonly currentRevision?: string | undefined;
+    /** The ControllerRevision of the current template; its pods carry it as `controller-revision-hash`. */
+    readonly updateRevision?: string | undefined;
+  };
+}
+
+/** A DaemonSet as the rollout verdict reads it. */
+export interface LiveDaemonSet {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly generation: number;
+  readonly selector: Readonly<Record<string, string>>;
+  /** Its template's generation (annotation `deprecated.daemonset.template.generation`): the label of its new pods. */
+  readonly templateGeneration?: string | undefined;
+  readonly updateStrategy: UpdateStrategy;
+  readonly status: {
+    readonly observedGeneration: number;
+    /** Nodes that should run a pod of it. */
+    readonly desired: number;
+    readonly updated: number;
+    readonly available: number;
+    readonly ready: number;
+  };
+}
+
 export interface LiveReplicaSet {
   readonly name: string;
   readonly uid: string;

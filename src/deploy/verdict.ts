@@ -2,11 +2,14 @@ import { sleep } from '../core/util.js';
 import { POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION } from '../core/keys.js';
 import type { LiveDeployment, LivePod, ObjectResult, Replicas } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
+import { daemonSetNewPods, judgeDaemonSet, judgeStatefulSet, selectorOf, statefulSetNewPods, type WorkloadState } from './workload-verdict.js';
 
 /**
  * The rollout verdict (`wait=`): after the objects are applied, whether the new version runs. Kubernetes never says
  * "failed" by itself before the progress deadline (10 minutes by default), so pods that cannot start are judged
  * early: once every pod of the new ReplicaSet waits for a reason that does not pass by itself, the rollout failed.
+ * StatefulSets and DaemonSets are judged as `kubectl rollout status` judges them, with the same early failure
+ * (workload-verdict.ts). A service's verdict is the worst of its workloads'.
  */
 
 export type VerdictResult = 'success' | 'failure' | 'timeout';
@@ -21,13 +24,18 @@ export const DOOMED_REASONS: ReadonlySet<string> = new Set([
 ]);
 
 
+/** The kinds whose rollout a verdict waits for. */
+export type RolloutKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+
 export interface RolloutTarget {
+  readonly kind: RolloutKind;
   readonly namespace: string;
   readonly name: string;
 }
 
+/** One workload's state in a verdict (`deployments` of the answer, whatever the kind: the name stays for clients). */
 export interface DeploymentVerdict extends RolloutTarget {
-  readonly state: 'done' | 'failed' | 'progressing';
+  readonly state: WorkloadState;
   /** Why it failed, or how far it got. */
   readonly reason: string;
   readonly replicas?: Replicas | undefined;
@@ -40,11 +48,17 @@ export interface Verdict {
   readonly waitedMs: number;
 }
 
-/** The Deployments a deploy applied (not those it deleted): what a verdict waits for. */
+const ROLLOUT_KINDS: ReadonlySet<string> = new Set<RolloutKind>(['Deployment', 'StatefulSet', 'DaemonSet']);
+
+function isRolloutKind(o: ObjectResult): o is ObjectResult & { kind: RolloutKind } {
+  return ROLLOUT_KINDS.has(o.kind) && o.apiVersion.startsWith('apps/');
+}
+
+/** The workloads a deploy applied (not those it deleted or pruned): what a verdict waits for. */
 export function rolloutTargets(objects: readonly ObjectResult[]): RolloutTarget[] {
   return objects
-    .filter((o) => o.kind === 'Deployment' && o.action !== 'deleted' && o.namespace !== undefined)
-    .map((o) => ({ namespace: o.namespace ?? '', name: o.name }));
+    .filter((o) => isRolloutKind(o) && o.action !== 'deleted' && o.action !== 'pruned' && o.namespace !== undefined)
+    .map((o) => ({ kind: o.kind as RolloutKind, namespace: o.namespace ?? '', name: o.name }));
 }
 
 /** Why a pod will not start, or undefined if it may still. */
@@ -63,7 +77,7 @@ export function doomOf(pod: LivePod): string | undefined {
  * ReplicaSet is doomed (`newPods`, undefined when not looked at).
  */
 export function judge(d: LiveDeployment, newPods: readonly LivePod[] | undefined): DeploymentVerdict {
-  const at = { namespace: d.namespace, name: d.name, replicas: d.replicas };
+  const at = { kind: 'Deployment' as const, namespace: d.namespace, name: d.name, replicas: d.replicas };
   const r = d.replicas;
   const observed = d.status.observedGeneration >= d.generation;
   if (observed) {
@@ -87,12 +101,6 @@ export function judge(d: LiveDeployment, newPods: readonly LivePod[] | undefined
       ? `${r.updated}/${r.desired} updated, ${r.available} available${old > 0 ? `, ${old} old` : ''}`
       : 'the controller has not seen the new spec yet',
   };
-}
-
-function selectorOf(labels: Readonly<Record<string, string>>): string {
-  return Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
 }
 
 export interface VerdictOptions {
@@ -130,7 +138,43 @@ async function newPodsOf(live: LiveReader, d: LiveDeployment): Promise<LivePod[]
   return pods.filter((p) => p.ownerUids.includes(current.uid) && !p.terminating);
 }
 
-async function check(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+/** Why every pod of `selector` (of the owner `uid`, not being deleted) will not start; undefined if one may. */
+async function doomOfAll(live: LiveReader, namespace: string, selector: string | undefined, uid: string): Promise<string | undefined> {
+  if (selector === undefined) return undefined;
+  const pods = (await live.listPods(namespace, selector)).filter((p) => p.ownerUids.includes(uid) && !p.terminating);
+  const dooms = pods.map(doomOf);
+  if (dooms.length === 0 || dooms.some((d) => d === undefined)) return undefined;
+  return dooms.join('; ');
+}
+
+async function checkStatefulSet(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+  const s = await live.getStatefulSet(target.namespace, target.name);
+  if (s === undefined) return { ...target, state: 'failed', reason: 'the StatefulSet was deleted' };
+  const quick = judgeStatefulSet(s, undefined);
+  if (quick.state !== 'progressing') return { ...target, ...quick };
+  return { ...target, ...judgeStatefulSet(s, await doomOfAll(live, s.namespace, statefulSetNewPods(s), s.uid)) };
+}
+
+async function checkDaemonSet(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+  const d = await live.getDaemonSet(target.namespace, target.name);
+  if (d === undefined) return { ...target, state: 'failed', reason: 'the DaemonSet was deleted' };
+  const quick = judgeDaemonSet(d, undefined);
+  if (quick.state !== 'progressing') return { ...target, ...quick };
+  return { ...target, ...judgeDaemonSet(d, await doomOfAll(live, d.namespace, daemonSetNewPods(d), d.uid)) };
+}
+
+function check(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+  switch (target.kind) {
+    case 'Deployment':
+      return checkDeployment(live, target);
+    case 'StatefulSet':
+      return checkStatefulSet(live, target);
+    case 'DaemonSet':
+      return checkDaemonSet(live, target);
+  }
+}
+
+async function checkDeployment(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
   const d = await live.getDeployment(target.namespace, target.name);
   if (d === undefined) return { ...target, state: 'failed', reason: 'the Deployment was deleted' };
   const quick = judge(d, undefined);
@@ -141,11 +185,11 @@ async function check(live: LiveReader, target: RolloutTarget): Promise<Deploymen
 function summary(verdicts: readonly DeploymentVerdict[], state: DeploymentVerdict['state']): string {
   return verdicts
     .filter((v) => v.state === state)
-    .map((v) => `${v.name}: ${v.reason}`)
+    .map((v) => `${v.kind === 'Deployment' ? v.name : `${v.kind} ${v.name}`}: ${v.reason}`)
     .join('; ');
 }
 
-/** Polls the Deployments until all are done (success), one failed (failure), or `timeoutMs` passed (timeout). */
+/** Polls the workloads until all are done (success), one failed (failure), or `timeoutMs` passed (timeout). */
 export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTarget[], options: VerdictOptions): Promise<Verdict> {
   const now = options.now ?? Date.now;
   const wait = options.sleep ?? sleep;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Cluster, LeaseStore, LiveReader, Pinger } from '../core/ports.js';
-import type { KubeObject, LabelledObject, LiveDeployment, ObjectRef, LivePod, LiveReplicaSet, ObjectFailure, ObjectResult } from '../core/types.js';
+import type { KubeObject, LabelledObject, LiveDaemonSet, LiveDeployment, ObjectRef, LivePod, LiveReplicaSet, LiveStatefulSet, ObjectFailure, ObjectResult } from '../core/types.js';
 import { KubeClient, type Scope } from './client.js';
 import { refusal } from './failures.js';
 import { KubeLeases } from './leases.js';
@@ -98,6 +98,12 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   }
   listPods(namespace: string, labelSelector: string): Promise<LivePod[]> {
     return this.#live.listPods(namespace, labelSelector);
+  }
+  getStatefulSet(namespace: string, name: string): Promise<LiveStatefulSet | undefined> {
+    return this.#live.getStatefulSet(namespace, name);
+  }
+  getDaemonSet(namespace: string, name: string): Promise<LiveDaemonSet | undefined> {
+    return this.#live.getDaemonSet(namespace, name);
   }
 }
 

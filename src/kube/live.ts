@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import { refusal, type RequestContext } from './failures.js';
 import { KUBE_ANSWER_LIMITS, type KubeTransport } from './transport.js';
-import type { LiveDeployment, LivePod, LiveReplicaSet } from '../core/types.js';
+import { getDaemonSet, getStatefulSet } from './live-workloads.js';
+import type { LiveDaemonSet, LiveDeployment, LivePod, LiveReplicaSet, LiveStatefulSet } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
 
 /**
@@ -140,6 +141,14 @@ export class KubeLive implements LiveReader {
         message: c.state?.waiting?.message,
       })),
     }));
+  }
+
+  getStatefulSet(namespace: string, name: string): Promise<LiveStatefulSet | undefined> {
+    return getStatefulSet(this.#transport, namespace, name);
+  }
+
+  getDaemonSet(namespace: string, name: string): Promise<LiveDaemonSet | undefined> {
+    return getDaemonSet(this.#transport, namespace, name);
   }
 
   /** Every item of a namespaced resource matching `labelSelector`, page by page; `group` '' is the core group. */

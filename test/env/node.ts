@@ -5,7 +5,7 @@ import type { KubeGround, NodeGround } from './ground.js';
 import type { GroundNetwork } from './ground-net.js';
 import { kubeBinDir, tokenKubeconfig } from './kube-plane.js';
 import { pushProgramImage } from './node-images.js';
-import { freePort, httpGet, spawnServer, stopAll, waitFor, type ServerProcess } from './processes.js';
+import { freePort, httpGet, spawnServer, stopAll, waitFor, waitForUrl, type ServerProcess } from './processes.js';
 
 /** The node's name, and the name of the scheduler that places pods on it (see NodeGround.schedulerName). */
 export const NODE_NAME = 'ground-node';
@@ -183,14 +183,13 @@ export async function startNode(options: {
       '--sync-frequency=10s',
       '--v=1',
     ]);
-    processes.push(
-      spawnServer({
-        name: 'kube-scheduler',
-        command: join(bin, 'kube-scheduler'),
-        args: [`--config=${schedulerConfig}`, '--port=0', '--secure-port=0', '--v=1'],
-        logsDir,
-      }),
-    );
+    const scheduler = spawnServer({
+      name: 'kube-scheduler',
+      command: join(bin, 'kube-scheduler'),
+      args: [`--config=${schedulerConfig}`, '--port=0', '--secure-port=0', '--v=1'],
+      logsDir,
+    });
+    processes.push(scheduler);
     inside('kube-proxy', join(bin, 'kube-proxy'), [
       `--kubeconfig=${nodeKubeconfig}`,
       `--hostname-override=${NODE_NAME}`,
@@ -205,6 +204,8 @@ export async function startNode(options: {
       '--conntrack-tcp-timeout-close-wait=0',
       '--v=1',
     ]);
+
+    await waitForScheduler(scheduler, schedulerPort);
 
     const admin = { authorization: `Bearer ${kube.adminToken}` };
     const ca = readFileSync(kube.caFile);
@@ -242,6 +243,20 @@ export async function startNode(options: {
     await stop();
     throw err;
   }
+}
+
+/**
+ * Resolves once kube-scheduler answers its health check on its loopback port. Without this wait, a scheduler that
+ * did not start (a refused config, a port taken) showed only later, as pods Pending in some test; now the ground's
+ * start fails, naming the scheduler's log file (with its tail).
+ */
+export async function waitForScheduler(scheduler: ServerProcess, port: number, timeoutMs = 60_000): Promise<void> {
+  await waitForUrl(`http://127.0.0.1:${port}/healthz`, {
+    what: `kube-scheduler to answer /healthz on 127.0.0.1:${port}`,
+    process: scheduler,
+    timeoutMs,
+    intervalMs: 200,
+  });
 }
 
 function existsSocket(path: string): boolean {

@@ -107,3 +107,122 @@ export async function readyPods(namespace: string, app: string, count: number, t
     await new Promise((r) => setTimeout(r, 500));
   }
 }
+
+/** The sample service's container (readiness on /ready, liveness on /healthz), as YAML lines at `indent` spaces. */
+function sampleContainer(image: string, env: Readonly<Record<string, string>>, indent: number, extra: readonly string[] = []): string[] {
+  const vars = Object.entries(env).map(([key, value]) => `{ name: ${key}, value: ${JSON.stringify(value)} }`);
+  return [
+    '- name: app',
+    `  image: ${image}`,
+    '  ports: [{ containerPort: 8080, protocol: TCP }]',
+    ...(vars.length === 0 ? [] : [`  env: [${vars.join(', ')}]`]),
+    '  readinessProbe: { httpGet: { path: /ready, port: 8080 }, periodSeconds: 1, failureThreshold: 1 }',
+    '  livenessProbe: { httpGet: { path: /healthz, port: 8080 }, periodSeconds: 5 }',
+    ...extra,
+  ].map((l) => `${' '.repeat(indent)}${l}`);
+}
+
+export interface WorkloadSpec {
+  readonly name: string;
+  /** Untagged: the deployer writes the version. */
+  readonly image: string;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/**
+ * A StatefulSet of the sample service with its headless Service, scheduled on the node; each pod mounts a volume
+ * claim `data` of 1 MiB with no storage class, which binds to a PersistentVolume the test creates (see
+ * createHostPathVolumes).
+ */
+export function statefulSetManifests(spec: WorkloadSpec & { readonly replicas: number }): Record<string, string> {
+  const { name } = spec;
+  const statefulSet = [
+    'apiVersion: apps/v1',
+    'kind: StatefulSet',
+    'metadata:',
+    `  name: ${name}`,
+    `  labels: { app: ${name} }`,
+    'spec:',
+    `  serviceName: ${name}`,
+    `  replicas: ${spec.replicas}`,
+    `  selector: { matchLabels: { app: ${name} } }`,
+    '  template:',
+    `    metadata: { labels: { app: ${name} } }`,
+    '    spec:',
+    '      terminationGracePeriodSeconds: 5',
+    `      schedulerName: ${ground('node').schedulerName}`,
+    '      containers:',
+    ...sampleContainer(spec.image, spec.env ?? {}, 8, ['  volumeMounts: [{ name: data, mountPath: /data }]']),
+    '  volumeClaimTemplates:',
+    '    - metadata: { name: data }',
+    '      spec:',
+    '        accessModes: [ReadWriteOnce]',
+    '        storageClassName: ""',
+    '        resources: { requests: { storage: 1Mi } }',
+  ];
+  const headless = [
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    `  name: ${name}`,
+    'spec:',
+    '  clusterIP: None',
+    `  selector: { app: ${name} }`,
+    '  ports: [{ port: 8080, protocol: TCP }]',
+  ];
+  return { 'kubernetes/statefulset.yaml': `${statefulSet.join('\n')}\n`, 'kubernetes/service.yaml': `${headless.join('\n')}\n` };
+}
+
+/** A DaemonSet of the sample service, its pods placed on the node by the node's scheduler. */
+export function daemonSetYaml(spec: WorkloadSpec): string {
+  const { name } = spec;
+  const lines = [
+    'apiVersion: apps/v1',
+    'kind: DaemonSet',
+    'metadata:',
+    `  name: ${name}`,
+    `  labels: { app: ${name} }`,
+    'spec:',
+    `  selector: { matchLabels: { app: ${name} } }`,
+    '  template:',
+    `    metadata: { labels: { app: ${name} } }`,
+    '    spec:',
+    '      terminationGracePeriodSeconds: 5',
+    `      schedulerName: ${ground('node').schedulerName}`,
+    '      containers:',
+    ...sampleContainer(spec.image, spec.env ?? {}, 8),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * PersistentVolumes (hostPath, under the node's run directory) for the claims `CLAIM-STATEFULSET-ORDINAL` of a
+ * StatefulSet's pods, each bound in advance to its claim (`claimRef`) so that no other test's claim takes it. The
+ * PersistentVolume binder of the controller-manager binds them; no provisioner is needed. Returns their names.
+ */
+export async function createHostPathVolumes(namespace: string, claims: readonly string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const claim of claims) {
+    const name = `${namespace}-${claim}`;
+    await adminClient().core.createPersistentVolume({
+      body: {
+        metadata: { name, labels: { 'deployer-test': 'true' } },
+        spec: {
+          capacity: { storage: '1Mi' },
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: '',
+          persistentVolumeReclaimPolicy: 'Retain',
+          hostPath: { path: `${ground('node').runDir}/volumes/${name}`, type: 'DirectoryOrCreate' },
+          claimRef: { namespace, name: claim },
+        },
+      },
+    });
+    names.push(name);
+  }
+  return names;
+}
+
+/** Deletes PersistentVolumes (cluster-wide objects, not removed with a test's namespace). */
+export async function deleteVolumes(names: readonly string[]): Promise<void> {
+  for (const name of names) await adminClient().core.deletePersistentVolume({ name }).catch(() => undefined);
+}

@@ -121,6 +121,10 @@ describe('rollout verdict on real pods', () => {
     expect(verdict.deployments).toEqual([
       expect.objectContaining({ name: 'web-canary', state: 'failed', reason: expect.stringMatching(/^pod web-canary-[a-z0-9-]+: container app: CrashLoopBackOff/) as unknown }),
     ]);
+    expect(answer.body['error']).toBe(verdict.message);
+    expect(verdict.message).toMatch(/^the rollout failed: web-canary: pod web-canary-/);
+    // The canary itself was applied: the answer still says what.
+    expect(answer.body['tag']).toBe(tagOf(svc, 1));
     const stable = (await runningPods(namespace, 'web')).filter((p) => !p.name.startsWith('web-canary'));
     expect(stable.filter((p) => p.ready)).toHaveLength(2);
   }, 360_000);

@@ -207,7 +207,7 @@ describe('judge: one Deployment of a rollout', () => {
         { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'a', name: 'web', action: 'unchanged' },
         { apiVersion: 'v1', kind: 'Service', namespace: 'a', name: 'web', action: 'created' },
       ]),
-    ).toEqual([{ namespace: 'a', name: 'web' }]);
+    ).toEqual([{ kind: 'Deployment', namespace: 'a', name: 'web' }]);
   });
 });
 
