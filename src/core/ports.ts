@@ -8,7 +8,9 @@ import type {
   LeaseRecord,
   LeaseSpec,
   LiveDeployment,
+  LiveJob,
   LivePod,
+  PodLogTail,
   LiveReplicaSet,
   ManifestFile,
   ObjectAction,
@@ -96,6 +98,12 @@ export interface LiveReader {
   listDeployments(namespace: string, labelSelector: string): Promise<LiveDeployment[]>;
   listReplicaSets(namespace: string, labelSelector: string): Promise<LiveReplicaSet[]>;
   listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
+  getJob(namespace: string, name: string): Promise<LiveJob | undefined>;
+  /**
+   * The last `tailLines` lines (at most `limitBytes` each) of every container of the Job's newest `maxPods` pods, the
+   * previous run's where a container restarted; a pod or log that cannot be read says why instead of failing.
+   */
+  jobLogs(job: LiveJob, limits: { readonly maxPods: number; readonly tailLines: number; readonly limitBytes: number }): Promise<PodLogTail[]>;
 }
 
 /** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */

@@ -2,6 +2,7 @@ import { sleep } from '../core/util.js';
 import { POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION } from '../core/keys.js';
 import type { LiveDeployment, LivePod, ObjectResult, Replicas } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
+import { checkJob } from './job-status.js';
 
 /**
  * The rollout verdict (`wait=`): after the objects are applied, whether the new version runs. Kubernetes never says
@@ -22,6 +23,8 @@ export const DOOMED_REASONS: ReadonlySet<string> = new Set([
 
 
 export interface RolloutTarget {
+  /** Default Deployment. A Job's verdict: job-status.ts. */
+  readonly kind?: 'Deployment' | 'Job' | undefined;
   readonly namespace: string;
   readonly name: string;
 }
@@ -40,11 +43,13 @@ export interface Verdict {
   readonly waitedMs: number;
 }
 
-/** The Deployments a deploy applied (not those it deleted): what a verdict waits for. */
+/** The Deployments and Jobs a deploy applied (not those it deleted or pruned): what a verdict waits for. */
 export function rolloutTargets(objects: readonly ObjectResult[]): RolloutTarget[] {
-  return objects
-    .filter((o) => o.kind === 'Deployment' && o.action !== 'deleted' && o.namespace !== undefined)
-    .map((o) => ({ namespace: o.namespace ?? '', name: o.name }));
+  const applied = objects.filter((o) => o.action !== 'deleted' && o.action !== 'pruned' && o.namespace !== undefined);
+  return [
+    ...applied.filter((o) => o.kind === 'Deployment').map((o) => ({ namespace: o.namespace ?? '', name: o.name })),
+    ...applied.filter((o) => o.kind === 'Job' && o.apiVersion.startsWith('batch/')).map((o) => ({ kind: 'Job' as const, namespace: o.namespace ?? '', name: o.name })),
+  ];
 }
 
 /** Why a pod will not start, or undefined if it may still. */
@@ -131,6 +136,7 @@ async function newPodsOf(live: LiveReader, d: LiveDeployment): Promise<LivePod[]
 }
 
 async function check(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdict> {
+  if (target.kind === 'Job') return checkJob(live, target);
   const d = await live.getDeployment(target.namespace, target.name);
   if (d === undefined) return { ...target, state: 'failed', reason: 'the Deployment was deleted' };
   const quick = judge(d, undefined);
