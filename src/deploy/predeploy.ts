@@ -52,8 +52,6 @@ export interface PreDeployDeps {
   readonly keys: Keys;
   readonly cluster: Pick<Cluster, 'dryRun' | 'deleteObjects' | 'waitGone' | 'apply'>;
   readonly live: Pick<LiveReader, 'getJob' | 'listPods' | 'jobLogs'>;
-  /** For tests. */
-  readonly sleep?: ((ms: number) => Promise<void>) | undefined;
 }
 
 /** What to do with one pre-deploy Job: leave it (complete at this version), wait for its run, or (re)create it. */
@@ -115,13 +113,12 @@ export async function runPreDeploy(deps: PreDeployDeps, steps: readonly PreDeplo
 }
 
 async function awaitJob(deps: PreDeployDeps, target: { readonly namespace: string; readonly name: string }, deadline: Deadline): Promise<void> {
-  const wait = deps.sleep ?? sleep;
   for (;;) {
     const verdict = await checkJob(deps.live, target);
     if (verdict.state === 'done') return;
     if (verdict.state === 'failed') throw await failure(deps, target, verdict.reason);
     deadline.check(`the rest of the deploy: pre-deploy Job "${target.name}" has not completed (${verdict.reason}); it keeps running`);
-    await wait(POLL_MS);
+    await sleep(POLL_MS);
   }
 }
 
