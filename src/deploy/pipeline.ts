@@ -25,7 +25,7 @@ import { refOf, versionAt, type ResolvedVersion } from './versions.js';
  * The deploy of thesis 5.3 as a pipeline: each step takes the plan and returns it with one more thing known.
  * resolve the commit → read the manifests at it → admit (object count, reserved names) → resolve the version (tag,
  * digests) → place (namespaces, kinds, duplicates) → rewrite → under the Lease, each step within the time limit:
- * remember the previous version → guard (ownership, canary names) → dry-run → apply.
+ * remember the previous version → guard (ownership, canary names) → dry-run → the pre-deploy Jobs (predeploy.ts) → apply.
  * Nothing here locks or reports: `Deployer` wraps the pipeline in the service's lock and its one report.
  */
 export interface PipelineDeps {
