@@ -55,6 +55,8 @@ export interface Keys {
   readonly serviceLabel: string;
   /** Names the service that deployed an object on the object itself, so a later deploy of another service is refused. */
   readonly serviceAnnotation: string;
+  /** Written by users on a Job (`"true"`): the Job runs and must complete before the rest is applied (predeploy.ts). */
+  readonly preDeployAnnotation: string;
   /** Annotation keys need a DNS prefix; they hold what a label value cannot (a long tag, a token name, a time). */
   readonly annotations: AnnotationKeys;
   readonly previous: PreviousKeys;
@@ -78,6 +80,7 @@ function keysUnder(domain: string, trackLabel: string): Keys {
     canaryOfLabel: key('canary-of'),
     serviceLabel: key('service'),
     serviceAnnotation: key('service'),
+    preDeployAnnotation: key('pre-deploy'),
     annotations: {
       tag: key('tag'),
       commit: key('commit'),

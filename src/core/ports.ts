@@ -9,7 +9,9 @@ import type {
   LeaseSpec,
   LiveDaemonSet,
   LiveDeployment,
+  LiveJob,
   LivePod,
+  PodLogTail,
   LiveReplicaSet,
   LiveStatefulSet,
   ManifestFile,
@@ -100,6 +102,12 @@ export interface LiveReader {
   listPods(namespace: string, labelSelector: string): Promise<LivePod[]>;
   getStatefulSet(namespace: string, name: string): Promise<LiveStatefulSet | undefined>;
   getDaemonSet(namespace: string, name: string): Promise<LiveDaemonSet | undefined>;
+  getJob(namespace: string, name: string): Promise<LiveJob | undefined>;
+  /**
+   * The last `tailLines` lines (at most `limitBytes` each) of every container of the Job's newest `maxPods` pods, the
+   * previous run's where a container restarted; a pod or log that cannot be read says why instead of failing.
+   */
+  jobLogs(job: LiveJob, limits: { readonly maxPods: number; readonly tailLines: number; readonly limitBytes: number }): Promise<PodLogTail[]>;
 }
 
 /** The Lease operations of the deploy lock; `'conflict'` when someone else created or changed the Lease first. */

@@ -301,3 +301,31 @@ export interface CanaryAnalysisResult {
   readonly stable: TrackFigures;
   readonly regressions: readonly Regression[];
 }
+
+/** A batch/v1 Job as its verdict reads it (src/deploy/job-status.ts). */
+export interface LiveJob {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** `spec.completions`; undefined for a work-queue Job (done when one pod succeeded and none is active). */
+  readonly completions?: number | undefined;
+  /** `spec.backoffLimit` (the apiserver defaults it to 6). */
+  readonly backoffLimit: number;
+  readonly active: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  /** `status.conditions`: `Complete` or `Failed` (with its reason, e.g. BackoffLimitExceeded) once it ended. */
+  readonly conditions: readonly DeploymentCondition[];
+  /** Being deleted. */
+  readonly terminating: boolean;
+}
+
+/** The last lines one container of a Job's pod wrote (read through pods/log, bounded). */
+export interface PodLogTail {
+  readonly pod: string;
+  readonly container: string;
+  /** The lines, or why they could not be read (the pod is gone, pods/log is not granted). */
+  readonly lines?: readonly string[] | undefined;
+  readonly unavailable?: string | undefined;
+}

@@ -50,6 +50,16 @@ export async function planJobs(cluster: Cluster, service: ServiceConfig, objects
   }
   const replaced = new Set(immutable.map((f) => `${f.namespace ?? ''}/${f.name}`));
   const replace = jobs.filter((j) => replaced.has(`${j.metadata.namespace ?? ''}/${j.metadata.name}`));
+  await checkReplacement(cluster, replace);
+  return { objects: objects.filter((o) => !replace.includes(o)), replace };
+}
+
+/**
+ * Dry-runs the replacement of Jobs as far as the apiserver can before they exist: the deletion of the live ones, and
+ * the new ones under a probe name (their own is taken until the old Job is gone); 422 naming the Job when refused.
+ */
+export async function checkReplacement(cluster: Pick<Cluster, 'deleteObjects' | 'dryRun'>, replace: readonly KubeObject[]): Promise<void> {
+  if (replace.length === 0) return;
   await cluster.deleteObjects(replace.map(refOf), { dryRun: true, propagation: 'Foreground', action: 'replaced' });
   const original = new Map(replace.map((j) => [probeName(j.metadata.name), j.metadata.name]));
   const probes = replace.map((j) => ({ ...j, metadata: { ...j.metadata, name: probeName(j.metadata.name) } }));
@@ -63,19 +73,22 @@ export async function planJobs(cluster: Cluster, service: ServiceConfig, objects
       { detail: { failures } },
     );
   }
-  return { objects: objects.filter((o) => !replace.includes(o)), replace };
 }
 
 /** After the apply: deletes each Job to replace with its pods, waits until it is gone, creates it again. */
 export async function replaceJobs(cluster: Cluster, jobs: readonly KubeObject[]): Promise<ObjectResult[]> {
   const results: ObjectResult[] = [];
-  for (const job of jobs) {
-    await cluster.deleteObjects([refOf(job)], { dryRun: false, propagation: 'Foreground', action: 'replaced' });
-    await cluster.waitGone(refOf(job), REPLACE_WAIT_MS);
-    const [created] = await cluster.apply([job]);
-    if (created !== undefined) results.push({ ...created, action: 'replaced' });
-  }
+  for (const job of jobs) results.push(await replaceJob(cluster, job));
   return results;
+}
+
+/** Deletes the live Job with its pods (if there is one), waits until it is gone, and creates `job`. */
+export async function replaceJob(cluster: Pick<Cluster, 'deleteObjects' | 'waitGone' | 'apply'>, job: KubeObject): Promise<ObjectResult> {
+  const deleted = await cluster.deleteObjects([refOf(job)], { dryRun: false, propagation: 'Foreground', action: 'replaced' });
+  await cluster.waitGone(refOf(job), REPLACE_WAIT_MS);
+  const [created] = await cluster.apply([job]);
+  const result = created ?? { ...refOf(job), action: 'created' as const };
+  return deleted.length > 0 ? { ...result, action: 'replaced' } : result;
 }
 
 /** A name for the dry-run of the new Job: a Job's name must stay a label value (63 characters). */

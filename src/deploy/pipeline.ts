@@ -16,6 +16,7 @@ import { canaryName, rewrite } from './rewrite.js';
 import { recordPrevious } from './state.js';
 import { planJobs, replaceJobs } from './jobs.js';
 import { planPrune, prune } from './prune.js';
+import { planPreDeploy, runPreDeploy, splitPreDeploy, withRunVersion } from './predeploy.js';
 import { isOriginalCanary } from './original-canary.js';
 import type { DeployedImage, DeployRequest } from './types.js';
 import { refOf, versionAt, type ResolvedVersion } from './versions.js';
@@ -24,7 +25,7 @@ import { refOf, versionAt, type ResolvedVersion } from './versions.js';
  * The deploy of thesis 5.3 as a pipeline: each step takes the plan and returns it with one more thing known.
  * resolve the commit → read the manifests at it → admit (object count, reserved names) → resolve the version (tag,
  * digests) → place (namespaces, kinds, duplicates) → rewrite → under the Lease, each step within the time limit:
- * remember the previous version → guard (ownership, canary names) → dry-run → apply.
+ * remember the previous version → guard (ownership, canary names) → dry-run → the pre-deploy Jobs (predeploy.ts) → apply.
  * Nothing here locks or reports: `Deployer` wraps the pipeline in the service's lock and its one report.
  */
 export interface PipelineDeps {
@@ -34,7 +35,7 @@ export interface PipelineDeps {
   readonly source: Source;
   readonly registry: Registry;
   readonly cluster: Cluster;
-  readonly live: Pick<LiveReader, 'getDeployment'>;
+  readonly live: Pick<LiveReader, 'getDeployment' | 'getJob' | 'listPods' | 'jobLogs'>;
   readonly logger: Logger;
   /** For tests of the registry wait. */
   readonly sleep?: ((ms: number) => Promise<void>) | undefined;
@@ -53,6 +54,8 @@ interface Read extends Located {
 }
 interface Versioned extends Read {
   readonly version: ResolvedVersion;
+  /** The pre-deploy Jobs (predeploy.ts), rewritten: run before the rest is applied, kept by pruning. */
+  readonly preDeploy?: readonly KubeObject[] | undefined;
 }
 interface Checked extends Versioned {
   /** This service's canaries a stable deploy removes before it applies, by namespace. */
@@ -72,11 +75,17 @@ export async function runPipeline(deps: PipelineDeps, request: DeployRequest, ho
   const read = admit(deps, await readManifests(deps, located));
   const versioned = await resolveVersion(deps, read);
   const placed = await place(deps, versioned);
-  const rewritten = rewriteFor(deps.keys, placed);
+  // A pre-deploy Job belongs to the version, not to a track: rewritten as on a stable deploy, whichever deploy runs it.
+  const { preDeploy, rest } = splitPreDeploy(deps.keys, placed.objects);
+  const jobs = preDeploy.length === 0 ? [] : withRunVersion(deps.keys, rewriteFor(deps.keys, { ...placed, track: 'stable', objects: preDeploy }).objects, placed.version);
+  const rewritten = { ...rewriteFor(deps.keys, { ...placed, objects: rest }), preDeploy: jobs };
   return hold(async (deadline) => {
+    const steps = await planPreDeploy(deps, { service: placed.service, kind: placed.request.kind, ...placed.version }, jobs);
     const { checked, changes } = await check(deps, rewritten, deadline);
+    const ran = await runPreDeploy(deps, steps, deadline);
     deadline.check('the apply');
-    return completeChanges(deps, changes, await apply(deps, checked));
+    const applied = await apply(deps, checked);
+    return completeChanges(deps, changes, { ...applied, results: [...ran, ...applied.results] });
   });
 }
 
@@ -91,7 +100,7 @@ interface Changes {
 /** Before the dry-run: decides and dry-runs the Job replacements and the pruning, refusing before anything is applied. */
 async function planChanges(deps: PipelineDeps, plan: Versioned): Promise<Changes> {
   const jobs = await planJobs(deps.cluster, plan.service, plan.objects);
-  const pruning = await planPrune(deps, plan.service, plan.track, plan.objects);
+  const pruning = await planPrune(deps, plan.service, plan.track, [...plan.objects, ...(plan.preDeploy ?? [])]);
   return { plan: { ...plan, objects: jobs.objects }, replace: jobs.replace, prune: pruning };
 }
 

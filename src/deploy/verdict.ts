@@ -2,6 +2,7 @@ import { sleep } from '../core/util.js';
 import { POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION } from '../core/keys.js';
 import type { LiveDeployment, LivePod, ObjectResult, Replicas } from '../core/types.js';
 import type { LiveReader } from '../core/ports.js';
+import { checkJob } from './job-status.js';
 import { daemonSetNewPods, judgeDaemonSet, judgeStatefulSet, selectorOf, statefulSetNewPods, type WorkloadState } from './workload-verdict.js';
 
 /**
@@ -25,9 +26,10 @@ export const DOOMED_REASONS: ReadonlySet<string> = new Set([
 
 
 /** The kinds whose rollout a verdict waits for. */
-export type RolloutKind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+export type RolloutKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'Job';
 
 export interface RolloutTarget {
+  /** A Job's verdict: job-status.ts; the others': workload-verdict.ts and below. */
   readonly kind: RolloutKind;
   readonly namespace: string;
   readonly name: string;
@@ -51,10 +53,11 @@ export interface Verdict {
 const ROLLOUT_KINDS: ReadonlySet<string> = new Set<RolloutKind>(['Deployment', 'StatefulSet', 'DaemonSet']);
 
 function isRolloutKind(o: ObjectResult): o is ObjectResult & { kind: RolloutKind } {
+  if (o.kind === 'Job') return o.apiVersion.startsWith('batch/');
   return ROLLOUT_KINDS.has(o.kind) && o.apiVersion.startsWith('apps/');
 }
 
-/** The workloads a deploy applied (not those it deleted or pruned): what a verdict waits for. */
+/** The workloads and Jobs a deploy applied (not those it deleted or pruned): what a verdict waits for. */
 export function rolloutTargets(objects: readonly ObjectResult[]): RolloutTarget[] {
   return objects
     .filter((o) => isRolloutKind(o) && o.action !== 'deleted' && o.action !== 'pruned' && o.namespace !== undefined)
@@ -171,6 +174,8 @@ function check(live: LiveReader, target: RolloutTarget): Promise<DeploymentVerdi
       return checkStatefulSet(live, target);
     case 'DaemonSet':
       return checkDaemonSet(live, target);
+    case 'Job':
+      return checkJob(live, target);
   }
 }
 

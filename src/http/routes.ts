@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Config, ServiceConfig } from '../config/load.js';
 import type { Action } from '../config/schema.js';
 import type { DeploymentState } from '../deploy/state.js';
-import type { DeployResult, DeployService, ImageTags } from '../deploy/types.js';
+import type { DeployResult, DeployService } from '../deploy/types.js';
 import { NotFoundError } from '../errors.js';
 import { executorOf, EXECUTOR_HEADER } from './executor.js';
 import { authenticate, authorizeService, mayAccess, type Principal } from './auth.js';
@@ -13,7 +13,7 @@ import { registerHookRoutes } from './hook-routes.js';
 import { ServiceParams, TagsQuery, versionOf } from './inputs.js';
 import type { HttpServer } from './server.js';
 import type { ZodTypeProvider } from './zod.js';
-import { serviceView, type ServiceList, type ServiceView, type VersionView } from './views.js';
+import { serviceList, serviceView, tagsView, type ServiceList, type ServiceView, type TagsView, type VersionView } from './views.js';
 import type { Caller, DeployKind } from '../core/types.js';
 
 
@@ -42,13 +42,7 @@ export interface RouteDeps {
 /** `GET /:service`: the configuration, and the service's Deployments as they run. */
 export type ServiceStateView = ServiceView & { readonly deployments: readonly DeploymentState[] };
 
-/** `GET /:service/tags`. */
-export interface TagsView {
-  readonly service: string;
-  /** The commit or branch looked at: the one asked for, else the repository's default branch. */
-  readonly ref: string;
-  readonly images: readonly ImageTags[];
-}
+export type { TagsView } from './views.js';
 
 const PRINCIPAL = 'principal';
 
@@ -107,7 +101,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
 
     api.get('/', (request): ServiceList => {
       const principal = principalOf(request);
-      return { services: Object.keys(config.services).filter((name) => mayAccess(principal, 'read', name)) };
+      return serviceList(Object.keys(config.services).filter((name) => mayAccess(principal, 'read', name)));
     });
 
     api.get('/version', (): VersionView => ({ name: 'deployer', version: deps.version }));
@@ -129,7 +123,7 @@ export function registerRoutes(app: HttpServer, deps: RouteDeps): void {
         const service = serviceNamed(request.params.service);
         const { commit } = request.query;
         const images = await deployer.tags(service, commit);
-        return { service: service.name, ref: commit ?? service.repository.defaultBranch, images };
+        return tagsView(service.name, commit ?? service.repository.defaultBranch, images);
       },
     );
 

@@ -1,4 +1,11 @@
 import type { ServiceConfig } from '../config/load.js';
+import type { ImageTags } from '../deploy/types.js';
+
+/*
+ * Old clients keep working: every answer also carries the keys the original deployer (the thesis' own, Ruby) answered
+ * with where ours differ — `GET /` its `repositories`, `GET /:service` its repository's `name`, `github` and
+ * `kube_resource`, `GET /:service/tags` its `count` and `names` (gapfish/deployer lib/deploy_server_creator.rb).
+ */
 
 /** What `GET /:service` shows (thesis: show): the service's configuration without any secret. */
 export interface ServiceView {
@@ -10,6 +17,12 @@ export interface ServiceView {
     /** The user name is not secret; for the secrets, only which kinds are configured. */
     readonly username?: string;
     readonly credentials: readonly ('password' | 'token' | 'sshKey' | 'knownHosts')[];
+    /** The original's: the service's name. */
+    readonly name: string;
+    /** The original's: `owner/name` of a GitHub repository (what its config held), else the URL without userinfo. */
+    readonly github: string;
+    /** The original's: the manifests directory. */
+    readonly kube_resource: string;
   };
   readonly manifestsDir: string;
   readonly namespace: string;
@@ -20,6 +33,28 @@ export interface ServiceView {
 /** `GET /` (thesis: ls). */
 export interface ServiceList {
   readonly services: readonly string[];
+  /** The original's name for the same list. */
+  readonly repositories: readonly string[];
+}
+
+export function serviceList(services: readonly string[]): ServiceList {
+  return { services, repositories: services };
+}
+
+/** `GET /:service/tags`. */
+export interface TagsView {
+  readonly service: string;
+  /** The commit or branch looked at: the one asked for, else the repository's default branch. */
+  readonly ref: string;
+  readonly images: readonly ImageTags[];
+  /** The original's: every image's tags in one list, each once (sorted), and how many. */
+  readonly count: number;
+  readonly names: readonly string[];
+}
+
+export function tagsView(service: string, ref: string, images: readonly ImageTags[]): TagsView {
+  const names = [...new Set(images.flatMap((i) => i.tags))].sort();
+  return { service, ref, images, count: names.length, names };
 }
 
 export interface VersionView {
@@ -38,12 +73,22 @@ export function serviceView(service: ServiceConfig): ServiceView {
       defaultBranch: service.repository.defaultBranch,
       ...(c?.username === undefined ? {} : { username: c.username }),
       credentials: kinds,
+      name: service.name,
+      github: githubOf(service.repository.url),
+      kube_resource: service.manifestsDir,
     },
     manifestsDir: service.manifestsDir,
     namespace: service.namespace,
     allowNamespaces: service.allowNamespaces,
     allowClusterScoped: service.allowClusterScoped,
   };
+}
+
+/** `owner/name` of a repository on github.com (the original's `github` setting), else the URL without userinfo. */
+export function githubOf(url: string): string {
+  const plain = withoutUserinfo(url);
+  const m = /^(?:(?:https?|ssh|git):\/\/(?:[^@/]+@)?github\.com(?::\d+)?\/|[^@/]+@github\.com:)([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(plain);
+  return m?.[1] ?? plain;
 }
 
 /**

@@ -1,8 +1,22 @@
 import type { Logger } from 'pino';
 import type { Cluster, LeaseStore, LiveReader, Pinger } from '../core/ports.js';
-import type { KubeObject, LabelledObject, LiveDaemonSet, LiveDeployment, ObjectRef, LivePod, LiveReplicaSet, LiveStatefulSet, ObjectFailure, ObjectResult } from '../core/types.js';
+import type {
+  KubeObject,
+  LabelledObject,
+  LiveDaemonSet,
+  LiveDeployment,
+  LiveJob,
+  ObjectRef,
+  LivePod,
+  LiveReplicaSet,
+  LiveStatefulSet,
+  ObjectFailure,
+  ObjectResult,
+  PodLogTail,
+} from '../core/types.js';
 import { KubeClient, type Scope } from './client.js';
 import { refusal } from './failures.js';
+import { KubeJobs } from './jobs.js';
 import { KubeLeases } from './leases.js';
 import { KubeLive } from './live.js';
 import { KubeObjects } from './objects.js';
@@ -34,6 +48,7 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   readonly #client: KubeClient;
   readonly #live: KubeLive;
   readonly #objects: KubeObjects;
+  readonly #jobs: KubeJobs;
   readonly #pingTimeoutMs: number | undefined;
 
   constructor(options: KubernetesOptions) {
@@ -42,6 +57,7 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
     this.#live = new KubeLive({ transport: this.#transport });
     this.#objects = new KubeObjects({ transport: this.#transport, scopeOf: (v, k) => this.#client.scopeOf(v, k) });
     this.leases = new KubeLeases({ transport: this.#transport });
+    this.#jobs = new KubeJobs({ transport: this.#transport });
     this.#pingTimeoutMs = options.pingTimeoutMs;
   }
 
@@ -104,6 +120,12 @@ export class Kubernetes implements Cluster, LiveReader, Pinger {
   }
   getDaemonSet(namespace: string, name: string): Promise<LiveDaemonSet | undefined> {
     return this.#live.getDaemonSet(namespace, name);
+  }
+  getJob(namespace: string, name: string): Promise<LiveJob | undefined> {
+    return this.#jobs.getJob(namespace, name);
+  }
+  jobLogs(job: LiveJob, limits: Parameters<LiveReader['jobLogs']>[1]): Promise<PodLogTail[]> {
+    return this.#jobs.jobLogs(job, limits);
   }
 }
 

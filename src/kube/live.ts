@@ -93,7 +93,7 @@ export interface KubeLiveOptions {
 }
 
 /** The live-state reads over the apiserver's REST API (see KubeClient for writes). */
-export class KubeLive implements LiveReader {
+export class KubeLive implements Omit<LiveReader, 'getJob' | 'jobLogs'> {
   readonly #transport: KubeTransport;
 
   constructor(options: KubeLiveOptions) {

@@ -7,7 +7,8 @@ export const UNKNOWN = '?';
 
 /**
  * The original deployer's grep-able line, `service;commit;kind result;duration;author;+ins;-del`, e.g.
- * `gapfish;025838f;deploy success;4.200s;Jane Doe;+12;-3`, and an eighth field, the executor the caller claimed
+ * `gapfish;025838f;deploy success;4.200s;Jane Doe;+12;-3`, with the original's words for the result (`success`,
+ * `fail`: old readers grep `;deploy fail;`; the structured `result` field keeps `failure`), and an eighth field, the executor the caller claimed
  * (depctl's `Executor` header), when it claimed one: `...;+12;-3;jane@example.com`. The seven keep their places. A git commit is shortened to 7 characters, the duration
  * is in seconds with 3 decimals, an unknown fact is `?` (`+?`, `-?`). Each part is cleaned of `;` and line breaks
  * so a field can never shift the others or start a new log line.
@@ -18,7 +19,7 @@ export function formatEventLine(event: DeployEvent): string {
   const fields = [
     clean(event.service),
     clean(commit),
-    `${event.kind} ${event.result}`,
+    `${event.kind} ${event.result === 'failure' ? 'fail' : 'success'}`,
     formatDuration(event.durationMs),
     clean(author),
     `+${count(event.insertions)}`,

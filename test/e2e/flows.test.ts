@@ -366,7 +366,7 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     expect(entry?.previous).toMatchObject({ tag: `main-${short(c1)}`, commit: c1, digest: digests[c1] });
     expect(await eventLines('promote')).toEqual([
       // The refused promotion did not get as far as a version.
-      expect.stringMatching(new RegExp(`^${svc.name};\\?;promote failure;`)),
+      expect.stringMatching(new RegExp(`^${svc.name};\\?;promote fail;`)),
       expect.stringMatching(new RegExp(`^${svc.name};${short(c3)};promote success;`)),
     ]);
   });

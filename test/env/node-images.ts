@@ -10,7 +10,7 @@ import { MEDIA_TYPES, pushBlob, putManifest, tarOf, type PushedManifest } from '
  * compiles static Go programs (test/images/NAME/main.go) into the cache, and this pushes each as a FROM-scratch OCI
  * image — one layer holding the one program — through the registry API.
  */
-export type GroundProgram = 'pause' | 'sample';
+export type GroundProgram = 'pause' | 'sample' | 'job';
 
 /** Where prepare.sh puts each program. */
 export function programPath(program: GroundProgram): string {

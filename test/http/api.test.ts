@@ -30,13 +30,13 @@ describe('read endpoints', () => {
   it('GET / lists every service for a token scoped to all', async () => {
     const res = await call(`${server.url}/`, { headers: AS.ops });
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ services: ['api', 'web', 'worker'] });
+    expect(res.body).toEqual({ services: ['api', 'web', 'worker'], repositories: ['api', 'web', 'worker'] });
   });
 
   it('GET / lists only the services the token may read', async () => {
     const res = await call(`${server.url}/`, { headers: AS.ci });
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ services: ['api'] });
+    expect(res.body).toEqual({ services: ['api'], repositories: ['api'] });
   });
 
   it('GET /:service shows the configuration without secrets or URL userinfo', async () => {
@@ -50,6 +50,9 @@ describe('read endpoints', () => {
         defaultBranch: 'main',
         username: 'deployer',
         credentials: ['password'],
+        name: 'api',
+        github: 'https://git.example.com/acme/api.git',
+        kube_resource: 'kubernetes',
       },
       manifestsDir: 'kubernetes',
       namespace: 'api',
@@ -74,6 +77,8 @@ describe('read endpoints', () => {
       service: 'api',
       ref: 'main',
       images: [{ image: 'registry.example.com/api', tags: ['main-abc1234', 'main-def5678'] }],
+      count: 2,
+      names: ['main-abc1234', 'main-def5678'],
     });
     expect(server.engine.tagCalls).toEqual([{ service: 'api', ref: undefined }]);
   });
@@ -222,7 +227,7 @@ describe('insecureNoAuth', () => {
   it('allows every request as token "anonymous" and warned at start', async () => {
     const list = await call(`${open.url}/`);
     expect(list.status).toBe(200);
-    expect(list.body).toEqual({ services: ['api', 'web', 'worker'] });
+    expect(list.body).toEqual({ services: ['api', 'web', 'worker'], repositories: ['api', 'web', 'worker'] });
     const res = await call(`${open.url}/api/deploy?commit=abc1234`, { method: 'PUT' });
     expect(res.status).toBe(200);
     expect(open.engine.runs[0]?.caller.token).toBe('anonymous');

@@ -44,13 +44,13 @@ describe('authentication over HTTP', () => {
   it('the auth_token user works with its own secret', async () => {
     const res = await call(`${server.url}/`, { headers: AS.legacy });
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ services: ['api', 'web', 'worker'] });
+    expect(res.body).toEqual({ services: ['api', 'web', 'worker'], repositories: ['api', 'web', 'worker'] });
   });
 
   it('the auth_token user with another token\'s secret acts as that token, in its scope', async () => {
     const headers = { authorization: basic('auth_token', SECRETS.ci) };
     const list = await call(`${server.url}/`, { headers });
-    expect(list.body).toEqual({ services: ['api'] });
+    expect(list.body).toEqual({ services: ['api'], repositories: ['api'] });
     const deploy = await call(`${server.url}/api/deploy`, { method: 'POST', headers: { ...headers, ...FORM }, body: form({ commit: 'abc1234' }) });
     expect(deploy.status).toBe(200);
     expect(server.engine.runs.at(-1)?.caller.token).toBe('ci');

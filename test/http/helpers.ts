@@ -51,6 +51,8 @@ export class FakeDeployer implements DeployService {
   readonly runs: DeployRequest[] = [];
   readonly tagCalls: Array<{ service: string; ref: string | undefined }> = [];
   failure: unknown;
+  /** What `tags` answers. */
+  tagResult: readonly ImageTags[] = [{ image: 'registry.example.com/api', tags: ['main-abc1234', 'main-def5678'] }];
 
   deploy(request: DeployRequest): Promise<DeployResult> {
     this.runs.push(request);
@@ -70,7 +72,7 @@ export class FakeDeployer implements DeployService {
 
   tags(service: ServiceConfig, ref?: string): Promise<readonly ImageTags[]> {
     this.tagCalls.push({ service: service.name, ref });
-    return this.settle([{ image: 'registry.example.com/api', tags: ['main-abc1234', 'main-def5678'] }]);
+    return this.settle(this.tagResult);
   }
 
   rollback(request: RollbackRequest): Promise<FlowResult> {

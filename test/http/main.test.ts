@@ -97,7 +97,7 @@ describe('main', () => {
 
     const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { authorization: basic('ops', EXAMPLE_ENV.DEPLOYER_TOKEN_OPS) } });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ services: ['api', 'legacy-web'] });
+    expect(await res.json()).toEqual({ services: ['api', 'legacy-web'], repositories: ['api', 'legacy-web'] });
     const version = await fetch(`http://127.0.0.1:${port}/version`, { headers: { authorization: basic('ci', EXAMPLE_ENV.DEPLOYER_TOKEN_CI) } });
     expect(await version.json()).toEqual({ name: 'deployer', version: '0.1.0' });
 

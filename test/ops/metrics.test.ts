@@ -198,8 +198,8 @@ describe('Metrics', () => {
     expect(sampleValue(text, 'deployer_deploys_total', { deployer_service: 'quiet', result: 'failure' })).toBe(1);
     expect(logs.map((l) => l['msg'])).toEqual([
       expect.stringMatching(/^web;[^;]*;deploy success;/),
-      expect.stringMatching(/^web;[^;]*;deploy failure;/),
-      expect.stringMatching(/^quiet;[^;]*;deploy failure;/),
+      expect.stringMatching(/^web;[^;]*;deploy fail;/),
+      expect.stringMatching(/^quiet;[^;]*;deploy fail;/),
     ]);
   });
 });

@@ -34,7 +34,7 @@ describe('formatEventLine', () => {
   });
 
   it.each<[string, Partial<DeployEvent>, string]>([
-    ['a failed canary', { kind: 'canary', result: 'failure' }, 'gapfish;025838f;canary failure;4.200s;Jane Doe;+12;-3'],
+    ['a failed canary', { kind: 'canary', result: 'failure' }, 'gapfish;025838f;canary fail;4.200s;Jane Doe;+12;-3'],
     ['a rollback without commit facts', { kind: 'rollback', commit: undefined, author: undefined, insertions: undefined, deletions: undefined }, 'gapfish;?;rollback success;4.200s;?;+?;-?'],
     ['a promote', { kind: 'promote' }, 'gapfish;025838f;promote success;4.200s;Jane Doe;+12;-3'],
     ['an empty commit and a blank author', { commit: '', author: '  ' }, 'gapfish;?;deploy success;4.200s;?;+12;-3'],
@@ -110,7 +110,8 @@ describe('logDeployEvent', () => {
     expect(lines()).toHaveLength(1);
     expect(lines()[0]).toMatchObject({
       level: 40,
-      msg: 'gapfish;025838f;canary failure;4.200s;Jane Doe;+12;-3',
+      // The original's word in the line old readers grep; the field keeps ours.
+      msg: 'gapfish;025838f;canary fail;4.200s;Jane Doe;+12;-3',
       kind: 'canary',
       result: 'failure',
       error: { name: 'NotFoundError', message: 'no tag for commit 025838f', status: 404 },

@@ -118,7 +118,7 @@ describe('judgeDaemonSet: kubectl rollout status semantics', () => {
 });
 
 describe('rolloutTargets', () => {
-  it('waits for the Deployments, StatefulSets and DaemonSets applied (apps group), not for deleted ones or other kinds', () => {
+  it('waits for the Deployments, StatefulSets and DaemonSets (apps group) and Jobs (batch) applied, not for deleted ones or other kinds', () => {
     expect(
       rolloutTargets([
         { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'a', name: 'web-canary', action: 'deleted' },
@@ -128,11 +128,14 @@ describe('rolloutTargets', () => {
         { apiVersion: 'apps/v1', kind: 'DaemonSet', namespace: 'a', name: 'old-agent', action: 'pruned' },
         { apiVersion: 'example.com/v1', kind: 'StatefulSet', namespace: 'a', name: 'custom', action: 'created' },
         { apiVersion: 'v1', kind: 'Service', namespace: 'a', name: 'web', action: 'created' },
+        { apiVersion: 'batch/v1', kind: 'Job', namespace: 'a', name: 'migrate', action: 'created' },
+        { apiVersion: 'example.com/v1', kind: 'Job', namespace: 'a', name: 'custom-job', action: 'created' },
       ]),
     ).toEqual([
       { kind: 'Deployment', namespace: 'a', name: 'web' },
       { kind: 'StatefulSet', namespace: 'a', name: 'db' },
       { kind: 'DaemonSet', namespace: 'a', name: 'agent' },
+      { kind: 'Job', namespace: 'a', name: 'migrate' },
     ]);
   });
 });
@@ -146,6 +149,8 @@ function fakeLive(objects: { statefulSets?: LiveStatefulSet[]; daemonSets?: Live
     listPods: (_ns, selector) => Promise.resolve(objects.pods?.[selector] ?? []),
     getStatefulSet: (_ns, name) => Promise.resolve(objects.statefulSets?.find((s) => s.name === name)),
     getDaemonSet: (_ns, name) => Promise.resolve(objects.daemonSets?.find((d) => d.name === name)),
+    getJob: () => Promise.resolve(undefined),
+    jobLogs: () => Promise.resolve([]),
   };
 }
 
