@@ -9,7 +9,7 @@ export interface FetchQueueOptions {
   /** A read that has not started fetching after this long is refused (503). */
   readonly readWaitMs: number;
   /**
-   * A read queued while a deploy fetched starts only once no deploy has fetched for this long (default 0): a deploy
+   * A read waiting while a deploy fetched starts only once no deploy has fetched for this long (default 0): a deploy
    * fetches its commit and then, once it has read the tree, its manifests' blobs; a read started in between made the
    * deploy's second fetch wait. Reads queued with no deploy about (the event log's facts after a deploy) start at once.
    */
@@ -25,7 +25,7 @@ interface Job<T> {
   refuse(err: Error): void;
   started: boolean;
   timer?: NodeJS.Timeout | undefined;
-  /** A read queued while a deploy fetched or waited to: it leaves the deploy's next fetch its turn (deployGraceMs). */
+  /** A read waiting while a deploy fetched or waited to: it leaves the deploy's next fetch its turn (deployGraceMs). */
   behindDeploy?: boolean;
 }
 
@@ -73,6 +73,8 @@ export class FetchQueue {
     }
     const job = newJob(key, purpose, run);
     if (purpose === 'deploy') {
+      // Reads waiting now leave this deploy's later fetches their turn too, not only its first.
+      for (const read of l.reads) read.behindDeploy = true;
       l.deploys.push(job);
     } else {
       job.behindDeploy = l.running?.purpose === 'deploy' || l.deploys.length > 0;

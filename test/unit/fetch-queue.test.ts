@@ -130,6 +130,35 @@ describe('FetchQueue: a deploy fetches more than once', () => {
     await expect(reading).resolves.toBe('read');
   });
 
+  it('a read that waited before the deploy came does not start between its fetches either', async () => {
+    vi.useFakeTimers();
+    const queue = new FetchQueue({ maxQueuedReads: 4, readWaitMs: 60_000, deployGraceMs: 2_000 });
+    const started: string[] = [];
+    const opts = { joinRunning: false, what: 'repo' };
+    const running = gate(started, 'read: running');
+    const waiting = gate(started, 'read: waiting');
+    const commit = gate(started, 'deploy: commit');
+    const blobs = gate(started, 'deploy: blobs');
+
+    const first = queue.run('r', 'a', 'read', running.run, opts);
+    const second = queue.run('r', 'b', 'read', waiting.run, opts);
+    const deployed = queue.run('r', 'commit', 'deploy', commit.run, opts);
+    running.open();
+    commit.open();
+    await Promise.all([first, deployed]);
+    await vi.advanceTimersByTimeAsync(300);
+    const more = queue.run('r', 'blobs', 'deploy', blobs.run, opts);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(started).toEqual(['read: running', 'deploy: commit', 'deploy: blobs']);
+
+    blobs.open();
+    waiting.open();
+    await more;
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(second).resolves.toBe('read: waiting');
+    expect(started).toEqual(['read: running', 'deploy: commit', 'deploy: blobs', 'read: waiting']);
+  });
+
   it('a read queued once the deploy has fetched (the facts of its event line) starts at once', async () => {
     vi.useFakeTimers();
     const queue = new FetchQueue({ maxQueuedReads: 4, readWaitMs: 60_000, deployGraceMs: 2_000 });
