@@ -5,7 +5,7 @@
  * Reports the deploy's time (target ≤ 2 s) and the deployer's peak RSS (target < 400 MiB), each next to the same
  * deploy without load in the same run, in the same process.
  *
- *   npx tsx bench/hardening-load.ts [--runs N] [--baseline-runs N]
+ *   npx tsx bench/hardening-load.ts [--runs N] [--baseline-runs N] [--components [--kinds none,all]]
  *
  * starts its own test ground (apiserver, registries, git server) and writes bench/results/hardening-load.txt;
  * `npm run bench` runs it as one section of its report (BENCH_LOAD_RUNS, BENCH_LOAD_BASELINE_RUNS). Not a test:
@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startDeployerProcess, sampleMax, type DeployerProcess } from './lib/deployer-process.js';
 import { createNamespaces, newVersion, serviceFiles, serviceRepo, tagOf, type BenchRepo } from './lib/fixtures.js';
+import { callsBetween, clientLag, deployTimeline, scrapeMetrics } from './lib/load-probe.js';
 import type { Row } from './lib/report.js';
 import { formatBytes, formatMs, formatRatio, summarize } from './lib/stats.js';
 import { createRepo } from '../test/env/git-fixtures.js';
@@ -25,7 +26,7 @@ import type { GitGround, KubeGround } from '../test/env/ground.js';
 import { startKube } from '../test/env/kube-plane.js';
 import { freePort, waitFor } from '../test/env/processes.js';
 import { startRegistries } from '../test/env/registry-server.js';
-import { combinedLoad, DONE_WHEN, openConnectionsOn, strayGitProcesses, type LoadOutcome } from '../test/hardening/combined-load.js';
+import { combinedLoad, DONE_WHEN, ONE_AT_A_TIME, openConnectionsOn, strayGitProcesses, type LoadOutcome, type LoadShape } from '../test/hardening/combined-load.js';
 import { HUGE, startHostileRegistry, stream } from '../test/hardening/hostile-registry.js';
 
 const PROJECT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,6 +47,15 @@ export interface HardeningLoadOptions {
   readonly runs: number;
   /** The same deploys without load, first. */
   readonly baselineRuns: number;
+  /**
+   * Also one deploy under each kind of load alone (and none, and all), each with what it waited for: the event-loop
+   * delay of both processes, the deployer's upstream calls, the deploy's steps from its log (at debug level).
+   */
+  readonly components?: boolean;
+  /** With `components`: only these kinds (none, slow, waits, reads, huge, all). */
+  readonly kinds?: readonly string[] | undefined;
+  /** Node's arguments for the deployer (a CPU profile: `--cpu-prof`). */
+  readonly nodeArgs?: readonly string[] | undefined;
   readonly say: (line: string) => void;
 }
 
@@ -96,8 +106,9 @@ export async function measureHardeningLoad(options: HardeningLoadOptions): Promi
       projectDir: PROJECT,
       dir,
       port,
+      args: options.nodeArgs === undefined ? undefined : [...options.nodeArgs, '--import', 'tsx', 'src/main.ts'],
       config: {
-        logLevel: 'info',
+        logLevel: options.components === true ? 'debug' : 'info',
         listen: { host: '127.0.0.1', port },
         tokens: { bench: { secret: { value: TOKEN } }, reader: { secret: { value: READER }, actions: ['read'] } },
         services: {
@@ -128,6 +139,43 @@ export async function measureHardeningLoad(options: HardeningLoadOptions): Promi
     }
     const baselinePeak = Math.max(baselineSampler.stop(), resetOk ? d.peak() : 0);
 
+    const targets = (commit: string, requestId?: string) => ({
+      url: d.url,
+      deploy: { auth: auth('bench', TOKEN), service: ci.name, commit, requestId },
+      wait: { auth: auth('bench', TOKEN), service: waiting.name, tag: tagOf(waiting.repo.shas[0] ?? '') },
+      read: { auth: auth('reader', READER), service: ci.name },
+      hugeRegistry: { auth: auth('reader', READER), service: 'load-huge' },
+    });
+    const components: string[] = [];
+    if (options.components === true) {
+      const shapes: Array<[string, LoadShape]> = [...Object.entries(ONE_AT_A_TIME), ['all', DONE_WHEN]];
+      for (const [name, shape] of shapes.filter(([n]) => options.kinds === undefined || options.kinds.includes(n))) {
+        say(`hardening load, one kind at a time: ${name}`);
+        const sha = await newVersion({ gitRoot: git.root, registry, repo: ci, value: `component-${name}` });
+        const requestId = `bench-${name}-${sha.slice(0, 7)}`;
+        const before = await scrapeMetrics(d.url);
+        const client = clientLag();
+        let probe = '';
+        const outcome = await combinedLoad(targets(sha, requestId), shape, {
+          deployAnswered: async () => {
+            const lag = client.stop();
+            const after = await scrapeMetrics(d.url);
+            probe =
+              `event-loop delay max/p99: deployer ${after.lagMaxMs.toFixed(0)}/${after.lagP99Ms.toFixed(0)} ms, load generator ${lag.maxMs.toFixed(0)}/${lag.p99Ms.toFixed(0)} ms\n` +
+              callsBetween(before, after).map((c) => `    ${c}`).join('\n');
+          },
+        });
+        const engine = typeof outcome.deploy.body['durationMs'] === 'number' ? formatMs(outcome.deploy.body['durationMs']) : '–';
+        components.push(
+          `${name.padEnd(5)} deploy ${outcome.deploy.status} ${formatMs(outcome.deploy.ms)} (engine ${engine})`,
+          `    ${deployTimeline(d.logFile, requestId, outcome.deploy.sentAt, ci.repo.urlPath)}`,
+          `    ${probe}`,
+        );
+        say(components.slice(-3).join('\n'));
+        await settled(d, port);
+      }
+    }
+
     const loaded: number[] = [];
     const outcomes: LoadOutcome[] = [];
     let loadPeak = 0;
@@ -137,20 +185,14 @@ export async function measureHardeningLoad(options: HardeningLoadOptions): Promi
       const sha = await newVersion({ gitRoot: git.root, registry, repo: ci, value: `loaded-${i}` });
       if (resetOk) d.resetPeak();
       const sampler = sampleMax(() => d.rss());
-      const outcome = await combinedLoad({
-        url: d.url,
-        deploy: { auth: auth('bench', TOKEN), service: ci.name, commit: sha },
-        wait: { auth: auth('bench', TOKEN), service: waiting.name, tag: tagOf(waiting.repo.shas[0] ?? '') },
-        read: { auth: auth('reader', READER), service: ci.name },
-        hugeRegistry: { auth: auth('reader', READER), service: 'load-huge' },
-      });
+      const outcome = await combinedLoad(targets(sha));
       loadPeak = Math.max(loadPeak, sampler.stop(), resetOk ? d.peak() : 0);
       outcomes.push(outcome);
       if (outcome.deploy.status === 200) loaded.push(outcome.deploy.ms);
       else problems.push(`run ${i + 1}: the deploy answered ${outcome.deploy.status} ${JSON.stringify(outcome.deploy.body).slice(0, 200)}`);
       say(
         `  deploy ${outcome.deploy.status} in ${formatMs(outcome.deploy.ms)}; waits ${outcome.waits.refused} refused, ${outcome.waits.abandoned} abandoned; ` +
-          `reads ${JSON.stringify(outcome.reads)}; registry ${outcome.huge.status}; slow connections closed by the server ${outcome.slow.closedByServer}/${outcome.slow.opened}`,
+          `reads ${JSON.stringify(outcome.reads)}; registry ${outcome.huge?.status ?? '–'}; slow connections closed by the server ${outcome.slow.closedByServer}/${outcome.slow.opened}`,
       );
       await settled(d, port);
     }
@@ -182,9 +224,10 @@ export async function measureHardeningLoad(options: HardeningLoadOptions): Promi
       `RSS idle before / after  ${formatBytes(idle)} / ${formatBytes(after)}; the process ${alive ? 'lived' : 'died'}`,
       ...outcomes.map(
         (o, i) =>
-          `run ${i + 1}: deploy ${o.deploy.status} ${formatMs(o.deploy.ms)} (engine ${typeof o.deploy.body['durationMs'] === 'number' ? formatMs(o.deploy.body['durationMs']) : '–'}); waits ${o.waits.refused} refused / ${o.waits.abandoned} abandoned; reads ${JSON.stringify(o.reads)}; registry ${o.huge.status}; slow ${o.slow.closedByServer}/${o.slow.opened} closed by the server ${JSON.stringify(o.slow.answers)}`,
+          `run ${i + 1}: deploy ${o.deploy.status} ${formatMs(o.deploy.ms)} (engine ${typeof o.deploy.body['durationMs'] === 'number' ? formatMs(o.deploy.body['durationMs']) : '–'}); waits ${o.waits.refused} refused / ${o.waits.abandoned} abandoned; reads ${JSON.stringify(o.reads)}; registry ${o.huge?.status ?? '–'}; slow ${o.slow.closedByServer}/${o.slow.opened} closed by the server ${JSON.stringify(o.slow.answers)}`,
       ),
       ...problems,
+      ...(components.length > 0 ? ['', 'one kind of load at a time (deployer at debug level):', ...components] : []),
     ];
     return { rows, lines };
   } finally {
@@ -208,6 +251,11 @@ function argument(name: string): string | undefined {
 async function main(): Promise<void> {
   const runs = positive('--runs', argument('--runs'), 3);
   const baselineRuns = positive('--baseline-runs', argument('--baseline-runs'), 5);
+  const components = process.argv.includes('--components');
+  const kinds = argument('--kinds')?.split(',');
+  // BENCH_CPU_PROF=DIR: the deployer writes a V8 CPU profile there when it stops.
+  const profileDir = process.env['BENCH_CPU_PROF'];
+  const nodeArgs = profileDir === undefined || profileDir === '' ? undefined : ['--cpu-prof', '--cpu-prof-dir', profileDir];
   const say = (line: string): void => void process.stdout.write(`[load ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
   const base = mkdtempSync(join(tmpdir(), 'deployer-bench-load-'));
   const logs = join(base, 'logs');
@@ -223,9 +271,9 @@ async function main(): Promise<void> {
     }
     const dir = join(base, 'deployer');
     mkdirSync(dir, { recursive: true });
-    const result = await measureHardeningLoad({ dir, kube: kube.value.info, registry: registries.value.info.anonymous, git: git.value.info, runs, baselineRuns, say });
+    const result = await measureHardeningLoad({ dir, kube: kube.value.info, registry: registries.value.info.anonymous, git: git.value.info, runs, baselineRuns, components, kinds, nodeArgs, say });
     const text = [
-      `# npx tsx bench/hardening-load.ts --runs ${runs} --baseline-runs ${baselineRuns} — ${new Date().toISOString()}`,
+      `# npx tsx bench/hardening-load.ts --runs ${runs} --baseline-runs ${baselineRuns}${components ? ' --components' : ''} — ${new Date().toISOString()}`,
       `# load average at start (1/5/15 min) ${load}, at the end ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`,
       ...result.lines,
     ].join('\n');

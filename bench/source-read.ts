@@ -15,11 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import type { ServiceConfig } from '../src/config/load.js';
-import { Secret } from '../src/config/secret.js';
 import { GitSource } from '../src/source/git.js';
 import { addCommit, createRepo, writeBigBlob, type FixtureFile } from '../test/env/git-fixtures.js';
 import { gitStats, startGitServer } from '../test/env/git-server.js';
+import { groundService } from '../test/env/git-services.js';
 
 const { values } = parseArgs({
   options: {
@@ -90,19 +89,7 @@ async function main(): Promise<void> {
     const repoBytes = duSync(join(g.root, 'bench.git'));
 
     const url = `${g.baseUrl}bench.git`;
-    const svc: ServiceConfig = {
-      name: 'bench',
-      repository: {
-        url,
-        type: 'git',
-        credentials: { username: g.username, password: new Secret(g.password) },
-        defaultBranch: 'main',
-      },
-      manifestsDir: 'kubernetes',
-      namespace: 'default',
-      allowNamespaces: [],
-      allowClusterScoped: false,
-    };
+    const svc = groundService(g, 'bench.git', 'bench');
     const bytesSoFar = async (): Promise<number> => (await gitStats(g.baseUrl)).repos['bench.git']?.bytesOut ?? 0;
 
     const cacheDir = join(base, 'cache');

@@ -14,11 +14,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import type { ServiceConfig } from '../src/config/load.js';
-import { Secret } from '../src/config/secret.js';
 import { GitSource } from '../src/source/git.js';
 import { addCommit, bigBlob, createRepo } from '../test/env/git-fixtures.js';
 import { gitStats, startGitServer } from '../test/env/git-server.js';
+import { groundService } from '../test/env/git-services.js';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '30' }, 'big-mib': { type: 'string', default: '128' } },
@@ -60,14 +59,7 @@ async function main(): Promise<void> {
       'kubernetes/configmap.yaml': `kind: ConfigMap\nmetadata:\n  name: app\ndata: {v: "${v}"}\n`,
     });
     await createRepo(g.root, 'warm', [{ files: { ...manifests(0), 'src/main.c': 'int main;\n' } }]);
-    const svc: ServiceConfig = {
-      name: 'warm',
-      repository: { url: `${g.baseUrl}warm.git`, type: 'git', credentials: { username: g.username, password: new Secret(g.password) }, defaultBranch: 'main' },
-      manifestsDir: 'kubernetes',
-      namespace: 'default',
-      allowNamespaces: [],
-      allowClusterScoped: false,
-    };
+    const svc = groundService(g, 'warm.git', 'warm');
     const cacheDir = join(base, 'cache');
     const source = new GitSource({ cacheDir, timeoutMs: 60_000, logger: pino({ level: 'warn' }) });
     const requests = async (): Promise<number> => (await gitStats(g.baseUrl)).log.filter((r) => r.repo === 'warm.git').length;

@@ -200,6 +200,11 @@ export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTa
   const wait = options.sleep ?? sleep;
   const pollMs = options.pollMs ?? 1000;
   const started = now();
+  // A caller that left before the wait began (its deploy took longer than it would wait) is owed no read at all.
+  const callerLeft = (): boolean => options.signal?.aborted === true;
+  if (callerLeft()) {
+    return { result: 'timeout', message: 'stopped waiting after 0s: the caller left before the wait began', deployments: [], waitedMs: 0 };
+  }
   for (;;) {
     const verdicts = await Promise.all(targets.map((t) => check(live, t)));
     const waitedMs = now() - started;
@@ -220,7 +225,7 @@ export async function awaitVerdict(live: LiveReader, targets: readonly RolloutTa
       };
     }
     await pause(wait, Math.min(pollMs, remaining), options.signal);
-    if (options.signal?.aborted === true) {
+    if (callerLeft()) {
       const left = Math.round((now() - started) / 1000);
       return { result: 'timeout', message: `stopped waiting after ${left}s: the caller left; ${summary(verdicts, 'progressing')}`, deployments: verdicts, waitedMs: now() - started };
     }

@@ -8,6 +8,12 @@ export interface FetchQueueOptions {
   readonly maxQueuedReads: number;
   /** A read that has not started fetching after this long is refused (503). */
   readonly readWaitMs: number;
+  /**
+   * A read waiting while a deploy fetched starts only once no deploy has fetched for this long (default 0): a deploy
+   * fetches its commit and then, once it has read the tree, its manifests' blobs; a read started in between made the
+   * deploy's second fetch wait. Reads queued with no deploy about (the event log's facts after a deploy) start at once.
+   */
+  readonly deployGraceMs?: number | undefined;
 }
 
 interface Job<T> {
@@ -19,10 +25,15 @@ interface Job<T> {
   refuse(err: Error): void;
   started: boolean;
   timer?: NodeJS.Timeout | undefined;
+  /** A read waiting while a deploy fetched or waited to: it leaves the deploy's next fetch its turn (deployGraceMs). */
+  behindDeploy?: boolean;
 }
 
 interface Lane {
   running: Job<unknown> | undefined;
+  /** When the last deploy's fetch ended (Date.now()), and the pump waiting for its grace to pass. */
+  deployEndedAt: number | undefined;
+  graceTimer: NodeJS.Timeout | undefined;
   readonly deploys: Array<Job<unknown>>;
   readonly reads: Array<Job<unknown>>;
 }
@@ -62,8 +73,11 @@ export class FetchQueue {
     }
     const job = newJob(key, purpose, run);
     if (purpose === 'deploy') {
+      // Reads waiting now leave this deploy's later fetches their turn too, not only its first.
+      for (const read of l.reads) read.behindDeploy = true;
       l.deploys.push(job);
     } else {
+      job.behindDeploy = l.running?.purpose === 'deploy' || l.deploys.length > 0;
       l.reads.push(job);
       job.timer = setTimeout(() => {
         const i = l.reads.indexOf(job);
@@ -81,7 +95,7 @@ export class FetchQueue {
   #lane(name: string): Lane {
     let l = this.#lanes.get(name);
     if (l === undefined) {
-      l = { running: undefined, deploys: [], reads: [] };
+      l = { running: undefined, deployEndedAt: undefined, graceTimer: undefined, deploys: [], reads: [] };
       this.#lanes.set(name, l);
     }
     return l;
@@ -96,6 +110,16 @@ export class FetchQueue {
 
   #pump(name: string, l: Lane): void {
     if (l.running !== undefined) return;
+    clearTimeout(l.graceTimer);
+    l.graceTimer = undefined;
+    if (l.deploys.length === 0 && l.reads[0]?.behindDeploy === true) {
+      const graceLeft = (l.deployEndedAt ?? -Infinity) + (this.#options.deployGraceMs ?? 0) - Date.now();
+      if (graceLeft > 0) {
+        l.graceTimer = setTimeout(() => this.#pump(name, l), graceLeft);
+        l.graceTimer.unref();
+        return;
+      }
+    }
     const next = l.deploys.shift() ?? l.reads.shift();
     if (next === undefined) {
       this.#forget(name, l);
@@ -108,13 +132,17 @@ export class FetchQueue {
       .catch(() => undefined)
       .finally(() => {
         l.running = undefined;
+        if (next.purpose === 'deploy') l.deployEndedAt = Date.now();
         this.#pump(name, l);
       });
   }
 
   /** An idle lane is dropped, so the map does not grow with every repository ever seen. */
   #forget(name: string, l: Lane): void {
-    if (l.running === undefined && l.deploys.length === 0 && l.reads.length === 0) this.#lanes.delete(name);
+    if (l.running === undefined && l.deploys.length === 0 && l.reads.length === 0) {
+      clearTimeout(l.graceTimer);
+      this.#lanes.delete(name);
+    }
   }
 }
 

@@ -38,6 +38,8 @@ export interface FetchOptions {
 const MAX_QUEUED_READS = 4;
 /** How long a read waits for its fetch to start before it is refused with a 503. */
 const READ_WAIT_MS = 10_000;
+/** How long reads leave a repository's fetches to a deploy that fetched last (its next fetch comes within this). */
+const DEPLOY_GRACE_MS = 2_000;
 /** How often a size-limited fetch looks at the pack it is receiving. */
 const PACK_WATCH_MS = 15;
 
@@ -49,7 +51,7 @@ const PACK_WATCH_MS = 15;
 export class GitFetcher {
   readonly #caches: GitCaches;
   readonly #log: Logger;
-  readonly #queue = new FetchQueue({ maxQueuedReads: MAX_QUEUED_READS, readWaitMs: READ_WAIT_MS });
+  readonly #queue = new FetchQueue({ maxQueuedReads: MAX_QUEUED_READS, readWaitMs: READ_WAIT_MS, deployGraceMs: DEPLOY_GRACE_MS });
 
   constructor(caches: GitCaches, logger: Logger) {
     this.#caches = caches;

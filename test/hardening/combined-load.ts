@@ -18,18 +18,29 @@ export interface LoadShape {
   readonly abandonedWaits: number;
   /** `GET /SERVICE/tags?commit=<random hex>` with a read token: each forces a fetch. */
   readonly readFetches: number;
+  /** Whether one `GET /SERVICE/tags` makes the registry answer 400 MB. */
+  readonly hugeRead: boolean;
   readonly hangUpAfterMs: number;
   readonly trickleEveryMs: number;
 }
 
-export const DONE_WHEN: LoadShape = { slowConnections: 200, abandonedWaits: 100, readFetches: 100, hangUpAfterMs: 3_000, trickleEveryMs: 1_000 };
+export const DONE_WHEN: LoadShape = { slowConnections: 200, abandonedWaits: 100, readFetches: 100, hugeRead: true, hangUpAfterMs: 3_000, trickleEveryMs: 1_000 };
+
+/** The kinds of load one at a time (the bench's ratios: what each alone does to the deploy), and none. */
+export const ONE_AT_A_TIME: Readonly<Record<'none' | 'slow' | 'waits' | 'reads' | 'huge', LoadShape>> = {
+  none: { ...DONE_WHEN, slowConnections: 0, abandonedWaits: 0, readFetches: 0, hugeRead: false },
+  slow: { ...DONE_WHEN, abandonedWaits: 0, readFetches: 0, hugeRead: false },
+  waits: { ...DONE_WHEN, slowConnections: 0, readFetches: 0, hugeRead: false },
+  reads: { ...DONE_WHEN, slowConnections: 0, abandonedWaits: 0, hugeRead: false },
+  huge: { ...DONE_WHEN, slowConnections: 0, abandonedWaits: 0, readFetches: 0 },
+};
 
 /** Who is asked what; each entry names a token (Basic authorization) and a configured service. */
 export interface LoadTargets {
   /** The deployer, `http://127.0.0.1:PORT`. */
   readonly url: string;
   /** The CI deploy measured under load: `PUT /SERVICE/deploy` with `commit=`, form-encoded as curl sends it. */
-  readonly deploy: { readonly auth: string; readonly service: string; readonly commit: string };
+  readonly deploy: { readonly auth: string; readonly service: string; readonly commit: string; readonly requestId?: string };
   /** The waits: a service whose rollout never finishes (no kubelet on the ground), deployed by `tag`. */
   readonly wait: { readonly auth: string; readonly service: string; readonly tag: string };
   /** The read fetches: a service whose repository is fetched for each unknown commit. */
@@ -43,6 +54,8 @@ export interface Answered {
   readonly body: Record<string, unknown>;
   /** From sending the request to the end of its body (for the bench; never asserted). */
   readonly ms: number;
+  /** When it was sent (Date.now()). */
+  readonly sentAt: number;
 }
 
 export interface LoadOutcome {
@@ -51,7 +64,8 @@ export interface LoadOutcome {
   readonly waits: { readonly refused: number; readonly abandoned: number; readonly unexpected: readonly string[] };
   /** The read fetches' answers, counted by status. */
   readonly reads: Readonly<Record<string, number>>;
-  readonly huge: Answered;
+  /** The 400 MB read's answer, when the shape has it. */
+  readonly huge: Answered | undefined;
   /**
    * The slow connections: how many were opened, how many the server closed before the client gave up, and the
    * status line each got (`none` when it got no answer), counted.
@@ -60,6 +74,7 @@ export interface LoadOutcome {
 }
 
 async function answered(url: string, init: RequestInit): Promise<Answered> {
+  const sentAt = Date.now();
   const start = performance.now();
   const res = await fetch(url, init);
   const text = await res.text();
@@ -69,7 +84,7 @@ async function answered(url: string, init: RequestInit): Promise<Answered> {
   } catch {
     body = { raw: text.slice(0, 200) };
   }
-  return { status: res.status, body, ms: performance.now() - start };
+  return { status: res.status, body, ms: performance.now() - start, sentAt };
 }
 
 const count = (values: readonly string[]): Record<string, number> => {
@@ -119,10 +134,15 @@ async function abandonedWait(targets: LoadTargets, hangUpAfterMs: number): Promi
 
 /**
  * Runs the scenario: the load is started first (slow connections open, waits, reads and the huge read sent), then
- * the CI deploy; resolves once every part has ended — the slow connections when the server has cut them, or when
+ * the CI deploy (`deployAnswered` is called as soon as it has answered); resolves once every part has ended — the slow connections when the server has cut them, or when
  * `giveUpAfterMs` (default 2 minutes, far beyond the default request timeout of 30 s) has passed.
  */
-export async function combinedLoad(targets: LoadTargets, shape: LoadShape = DONE_WHEN, giveUpAfterMs = 120_000): Promise<LoadOutcome> {
+export async function combinedLoad(
+  targets: LoadTargets,
+  shape: LoadShape = DONE_WHEN,
+  options: { readonly giveUpAfterMs?: number; readonly deployAnswered?: () => Promise<void> } = {},
+): Promise<LoadOutcome> {
+  const giveUpAfterMs = options.giveUpAfterMs ?? 120_000;
   const slowOpened = Array.from({ length: shape.slowConnections }, (_, i) =>
     slowClient(targets.url, targets.read.service, i % 2 === 0, shape.trickleEveryMs, giveUpAfterMs),
   );
@@ -135,13 +155,21 @@ export async function combinedLoad(targets: LoadTargets, shape: LoadShape = DONE
       (err: unknown) => `failed: ${String(err)}`,
     ),
   );
-  const huge = answered(`${targets.url}/${targets.hugeRegistry.service}/tags`, { headers: { authorization: targets.hugeRegistry.auth } });
+  const huge = shape.hugeRead
+    ? answered(`${targets.url}/${targets.hugeRegistry.service}/tags`, { headers: { authorization: targets.hugeRegistry.auth } })
+    : undefined;
 
   const deploy = await answered(`${targets.url}/${targets.deploy.service}/deploy`, {
     method: 'PUT',
-    headers: { authorization: targets.deploy.auth, 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'curl/8.5.0' },
+    headers: {
+      authorization: targets.deploy.auth,
+      'content-type': 'application/x-www-form-urlencoded',
+      'user-agent': 'curl/8.5.0',
+      ...(targets.deploy.requestId === undefined ? {} : { 'x-request-id': targets.deploy.requestId }),
+    },
     body: new URLSearchParams({ commit: targets.deploy.commit }).toString(),
   });
+  await options.deployAnswered?.();
 
   const waitResults = await Promise.all(waits);
   const slow = await Promise.all(slowOpened);

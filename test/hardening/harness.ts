@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitForUrl } from '../env/processes.js';
+import { ground } from '../env/ground.js';
+import { freePort, waitForUrl } from '../env/processes.js';
 import { adminClient } from '../env/kube-helpers.js';
 import type { Answer } from '../e2e/setup.js';
 
@@ -125,6 +127,48 @@ export async function startDeployerProcess(config: Record<string, unknown>, dir:
       await exited;
     },
   };
+}
+
+/** A deployer process of its own scratch directory and port; `close()` stops it and removes the directory. */
+export interface ScratchDeployer extends DeployerProcess {
+  readonly dir: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The deployer as its own process in a new scratch directory (`prefix` names it in /tmp) on a free port, with what
+ * the hardening tests' configurations share — info logging, the listen address, the ground's kubeconfig, the git
+ * cache in the scratch directory — and `config`'s keys over them.
+ */
+export async function startScratchDeployer(prefix: string, config: Record<string, unknown>): Promise<ScratchDeployer> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    const port = await freePort();
+    const deployer = await startDeployerProcess(
+      {
+        logLevel: 'info',
+        listen: { host: '127.0.0.1', port },
+        kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
+        cache: { dir: join(dir, 'cache') },
+        ...config,
+      },
+      dir,
+      port,
+    );
+    return {
+      ...deployer,
+      dir,
+      port,
+      close: async () => {
+        await deployer.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 /** A process's resident memory now (VmRSS) or at its peak so far (VmHWM), in bytes, from /proc/PID/status. */

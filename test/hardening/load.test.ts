@@ -1,10 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ground } from '../env/ground.js';
-import { freePort } from '../env/processes.js';
-import { memoryOf, startDeployerProcess, type DeployerProcess } from './harness.js';
+import { memoryOf, startScratchDeployer, type ScratchDeployer } from './harness.js';
 import { basic } from '../e2e/setup.js';
 
 /**
@@ -47,31 +42,22 @@ async function load(total: number, concurrency: number, make: (i: number) => Pro
 }
 
 describe('bounded load on GET / and GET /:service', () => {
-  let deployer: DeployerProcess | undefined;
+  let deployer: ScratchDeployer | undefined;
   const printed = (): string => deployer?.output() ?? '';
   let url: string;
-  let dir = '';
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'hardening-load-'));
-    const port = await freePort();
-    const config = {
-      logLevel: 'info',
-      listen: { host: '127.0.0.1', port },
+    deployer = await startScratchDeployer('hardening-load-', {
       tokens: { ci: { secret: { value: CI_SECRET }, services: ['*'], actions: ['read'] } },
       services: Object.fromEntries(
         SERVICES.map((s) => [s, { repository: { url: `https://git.example.test/${s}.git`, credentials: { username: 'u', password: { value: 'repo-password-load-xyz' } } }, namespace: s }]),
       ),
-      kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
-      cache: { dir: join(dir, 'cache') },
-    };
-    deployer = await startDeployerProcess(config, dir, port);
+    });
     url = deployer.url;
   });
 
   afterAll(async () => {
-    await deployer?.stop();
-    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+    await deployer?.close();
   });
 
   const auth = basic('ci', CI_SECRET);

@@ -1,13 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANSWER_LIMITS } from '../../src/registry/transport.js';
 import { basic, serviceRepo } from '../e2e/setup.js';
-import { ground } from '../env/ground.js';
 import { deploymentYaml } from '../env/manifests.js';
-import { freePort } from '../env/processes.js';
-import { memoryOf, startDeployerProcess, type DeployerProcess } from './harness.js';
+import { memoryOf, startScratchDeployer, type ScratchDeployer } from './harness.js';
 import { HUGE, startHostileRegistry, stream, type Hostile } from './hostile-registry.js';
 
 /**
@@ -26,10 +21,9 @@ const PEAK_TARGET = 400 * MiB;
 const GROWTH_BOUND = 150 * MiB;
 
 describe("a read token's GET /:service/tags against a hostile registry, in the deployer's process", () => {
-  let deployer: DeployerProcess | undefined;
+  let deployer: ScratchDeployer | undefined;
   const printed = (): string => deployer?.output() ?? '';
   let url = '';
-  let dir = '';
   let huge: Hostile;
   let redirecting: Hostile;
   let elsewhere: Hostile;
@@ -57,28 +51,20 @@ describe("a read token's GET /:service/tags against a hostile registry, in the d
     bigService = big.name;
     movedService = moved.name;
 
-    dir = mkdtempSync(join(tmpdir(), 'hardening-registry-'));
-    const port = await freePort();
-    const config = {
-      logLevel: 'info',
-      listen: { host: '127.0.0.1', port },
+    deployer = await startScratchDeployer('hardening-registry-', {
       tokens: { reader: { secret: { value: SECRET }, services: ['*'], actions: ['read'] } },
       services: {
         [big.name]: { repository: big.repository, namespace: 'default' },
         [moved.name]: { repository: moved.repository, namespace: 'default' },
       },
       registries: { [huge.host]: { insecure: true }, [redirecting.host]: { insecure: true } },
-      kubernetes: { kubeconfig: ground('kube').adminKubeconfig },
-      cache: { dir: join(dir, 'cache') },
-    };
-    deployer = await startDeployerProcess(config, dir, port);
+    });
     url = deployer.url;
   });
 
   afterAll(async () => {
-    await deployer?.stop();
+    await deployer?.close();
     await Promise.all([huge, redirecting, elsewhere].map((s) => s?.close()));
-    if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
   const tags = async (service: string): Promise<{ status: number; text: string; body: Record<string, unknown> }> => {

@@ -4,12 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceConfig } from '../../src/config/load.js';
-import { Secret } from '../../src/config/secret.js';
 import { NotFoundError, UpstreamError } from '../../src/errors.js';
 import { GitSource } from '../../src/source/git.js';
 import { addCommit, bigBlob, createRepo } from '../env/git-fixtures.js';
 import { gitStats } from '../env/git-server.js';
+import { groundService } from '../env/git-services.js';
 import { ground, type GitGround } from '../env/ground.js';
 
 /**
@@ -32,22 +31,6 @@ function newSource(options: { cacheDir?: string; git?: string } = {}): { source:
   const source = new GitSource({ cacheDir, timeoutMs: 20_000, logger, git: options.git });
   sources.push(source);
   return { source, cacheDir };
-}
-
-function service(g: GitGround, urlPath: string): ServiceConfig {
-  return {
-    name: 'app',
-    repository: {
-      url: `${g.baseUrl}${urlPath}`,
-      type: 'git',
-      credentials: { username: g.username, password: new Secret(g.password) },
-      defaultBranch: 'main',
-    },
-    manifestsDir: 'kubernetes',
-    namespace: 'default',
-    allowNamespaces: [],
-    allowClusterScoped: false,
-  };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {
@@ -106,7 +89,7 @@ describe('GitSource under failure and abuse', () => {
     ],
   ])('answers 503 and keeps the cache when git fails to run: %s', async (name, makeGit) => {
     const repo = await createRepo(g.root, `hard-spawn-${count}`, [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { cacheDir } = newSource();
     const good = sources[sources.length - 1] as GitSource;
     await good.filesAt(svc, await good.resolve(svc, 'main'));
@@ -129,7 +112,7 @@ describe('GitSource under failure and abuse', () => {
 
   it('answers 503 and keeps the cache when spawning git fails with EMFILE (a low RLIMIT_NOFILE)', async () => {
     const repo = await createRepo(g.root, 'hard-emfile', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source, cacheDir } = newSource();
     await source.filesAt(svc, await source.resolve(svc, 'main'));
     const next = await addCommit(g.root, 'hard-emfile', { 'kubernetes/a.yaml': 'a: 2\n' });
@@ -161,7 +144,7 @@ describe('GitSource under failure and abuse', () => {
 
   it('removes temporary packs a killed fetch left behind when it opens a cache, and only stale ones', async () => {
     const repo = await createRepo(g.root, 'hard-tmp-pack', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source, cacheDir } = newSource();
     await source.filesAt(svc, await source.resolve(svc, 'main'));
     const [cache] = entries(cacheDir);
@@ -183,7 +166,7 @@ describe('GitSource under failure and abuse', () => {
 
   it('counts lines without fetching a large file the commit added outside the manifests directory', async () => {
     const repo = await createRepo(g.root, 'hard-facts-big', [{ files: { 'kubernetes/a.yaml': 'a: 1\n', 'src/x.c': 'x\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source, cacheDir } = newSource();
     await source.filesAt(svc, await source.resolve(svc, 'main'));
     await source.commitFacts(svc, repo.shas[0] ?? '');
@@ -205,7 +188,7 @@ describe('GitSource under failure and abuse', () => {
 
   it('joins concurrent fetches of the same branch or commit instead of queueing one each', async () => {
     const repo = await createRepo(g.root, 'hard-join', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source } = newSource();
     await source.resolve(svc, 'main');
     const next = await addCommit(g.root, 'hard-join', { 'kubernetes/a.yaml': 'a: 2\n' });
@@ -227,7 +210,7 @@ describe('GitSource under failure and abuse', () => {
 
   it('refuses reads beyond a few waiting fetches with a 503, and lets a deploy go first', async () => {
     const repo = await createRepo(g.root, 'hard-reads', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source } = newSource();
     await source.resolve(svc, 'main');
     const deployed = await addCommit(g.root, 'hard-reads', { 'kubernetes/a.yaml': 'a: 2\n' });
@@ -287,7 +270,7 @@ describe('the cat-file reader of a cache', () => {
 
   it('is one process per cache, started again when it is killed, without judging the cache broken', async () => {
     const repo = await createRepo(g.root, 'hard-reader', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
-    const svc = service(g, repo.urlPath);
+    const svc = groundService(g, repo.urlPath);
     const { source, cacheDir } = newSource();
     await source.filesAt(svc, await source.resolve(svc, 'main'));
     await source.commitFacts(svc, repo.shas[0] ?? '');

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceConfig } from '../../src/config/load.js';
-import { Secret } from '../../src/config/secret.js';
 import { GitSource } from '../../src/source/git.js';
 import { addCommit, createRepo } from '../env/git-fixtures.js';
+import { groundService } from '../env/git-services.js';
 import { ground, type GitGround } from '../env/ground.js';
 
 /**
@@ -43,22 +43,6 @@ function startBurners(): void {
 
 function stopBurners(): void {
   for (const burner of burners.splice(0)) burner.kill('SIGKILL');
-}
-
-function service(g: GitGround, name: string): ServiceConfig {
-  return {
-    name,
-    repository: {
-      url: `${g.baseUrl}${name}.git`,
-      type: 'git',
-      credentials: { username: g.username, password: new Secret(g.password) },
-      defaultBranch: 'main',
-    },
-    manifestsDir: 'kubernetes',
-    namespace: 'default',
-    allowNamespaces: [],
-    allowClusterScoped: false,
-  };
 }
 
 /** The manifests of version `v` of repository `name`; every file differs between repositories and versions. */
@@ -118,7 +102,7 @@ describe('GitSource under concurrent deploys on a busy machine', () => {
       }));
       const repo = await createRepo(g.root, name, commits);
       const files = new Map(repo.shas.map((sha, i) => [sha, manifests(name, i + 1)] as const));
-      repos.push({ name, svc: service(g, name), files, shas: repo.shas });
+      repos.push({ name, svc: groundService(g, `${name}.git`, name), files, shas: repo.shas });
     }
   });
 

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RepositoryCredentials, ServiceConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import { InputError, ManifestError, NotFoundError, UpstreamError } from '../../src/errors.js';
 import { GitSource } from '../../src/source/git.js';
 import { createSource } from '../../src/source/index.js';
 import { addCommit, bigBlob, commitWithPrefix, createRepo, git } from '../env/git-fixtures.js';
 import { gitStats, startGitServer, type GitRequestRecord } from '../env/git-server.js';
+import { gitService, groundLogin } from '../env/git-services.js';
 import { ground, type GitGround } from '../env/ground.js';
 
 const work = mkdtempSync(join(tmpdir(), 'git-source-test-'));
@@ -24,24 +24,6 @@ let cacheCount = 0;
 function newSource(timeoutMs = 20_000): { source: GitSource; cacheDir: string } {
   const cacheDir = join(work, `cache-${++cacheCount}`);
   return { source: new GitSource({ cacheDir, timeoutMs, logger }), cacheDir };
-}
-
-function credentials(g: GitGround, password = g.password): RepositoryCredentials {
-  return { username: g.username, password: new Secret(password) };
-}
-
-function service(
-  url: string,
-  options: { credentials?: RepositoryCredentials; manifestsDir?: string; name?: string } = {},
-): ServiceConfig {
-  return {
-    name: options.name ?? 'app',
-    repository: { url, type: 'git', credentials: options.credentials, defaultBranch: 'main' },
-    manifestsDir: options.manifestsDir ?? 'kubernetes',
-    namespace: 'default',
-    allowNamespaces: [],
-    allowClusterScoped: false,
-  };
 }
 
 function text(files: ReadonlyArray<{ path: string; content: Buffer }>): Record<string, string> {
@@ -80,7 +62,7 @@ describe('GitSource against the git server', () => {
     ]);
     await git(['repack', '-a', '-d', '-q', '--write-bitmap-index'], { cwd: repo.path });
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const sha = await source.resolve(svc, 'main');
     const files = await source.filesAt(svc, sha);
@@ -97,7 +79,7 @@ describe('GitSource against the git server', () => {
       { files: { 'kubernetes/app.yaml': 'v: 2\n' } },
     ]);
     const { source, cacheDir } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const first = await source.resolve(svc, repo.shas[3] ?? '');
     const files = await source.filesAt(svc, first);
@@ -142,7 +124,7 @@ describe('GitSource against the git server', () => {
       { files: { 'kubernetes/a.yaml': 'a: 2\n', 'kubernetes/sub/b.yaml': null, 'kubernetes/c.yaml': 'c: 2\n' } },
     ]);
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
     const [one, two] = [repo.shas[0] ?? '', repo.shas[1] ?? ''];
 
     const [filesOne, filesTwo] = await Promise.all([source.filesAt(svc, one), source.filesAt(svc, two)]);
@@ -157,7 +139,7 @@ describe('GitSource against the git server', () => {
     const repo = await createRepo(g.root, 'src-refs', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
     const feature = await addCommit(g.root, 'src-refs', { 'kubernetes/a.yaml': 'feature\n' }, { branch: 'feature/x' });
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const main1 = await source.resolve(svc, 'main');
     const moved = await addCommit(g.root, 'src-refs', { 'kubernetes/a.yaml': 'b\n' });
@@ -184,7 +166,7 @@ describe('GitSource against the git server', () => {
   it('resolves a branch that took the place of a deleted one (feature → feature/x)', async () => {
     const repo = await createRepo(g.root, 'src-branch-dir', [{ files: { 'kubernetes/a.yaml': 'a\n' } }], { branch: 'feature' });
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
     await source.resolve(svc, 'feature');
     await git(['update-ref', '-d', 'refs/heads/feature'], { cwd: repo.path });
     const moved = await addCommit(g.root, 'src-branch-dir', { 'kubernetes/a.yaml': 'b\n' }, { branch: 'feature/x', from: repo.shas[0] });
@@ -209,7 +191,7 @@ describe('GitSource against the git server', () => {
     const { source } = newSource();
     const url = `${g.baseUrl}${repo.urlPath}`;
 
-    const err = await rejection(source.resolve(service(url, { credentials: credentials(g) }), ref));
+    const err = await rejection(source.resolve(gitService(url, { credentials: groundLogin(g) }), ref));
 
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toBe(message.replace('URL', url));
@@ -224,7 +206,7 @@ describe('GitSource against the git server', () => {
     ['a space', 'main branch'],
   ])('refuses %s as a reference before running git', async (_, ref) => {
     const { source, cacheDir } = newSource();
-    const svc = service(`${g.baseUrl}never-used.git`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}never-used.git`, { credentials: groundLogin(g) });
 
     const err = await rejection(source.resolve(svc, ref));
     const commitErr = await rejection(source.filesAt(svc, ref));
@@ -248,7 +230,7 @@ describe('GitSource against the git server', () => {
       },
     ]);
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const root = await source.commitFacts(svc, repo.shas[0] ?? '');
     const second = await source.commitFacts(svc, repo.shas[1] ?? '');
@@ -277,7 +259,7 @@ describe('GitSource against the git server', () => {
       { files: { 'kubernetes/link.yaml': null, 'kubernetes/sub': { gitlink: '0123456789abcdef0123456789abcdef01234567' } } },
     ]);
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const plain = await source.filesAt(svc, repo.shas[0] ?? '');
     const link = await rejection(source.filesAt(svc, repo.shas[1] ?? ''));
@@ -298,9 +280,9 @@ describe('GitSource against the git server', () => {
     const url = `${g.baseUrl}${repo.urlPath}`;
     const sha = repo.shas[0] ?? '';
 
-    const nested = await source.filesAt(service(url, { credentials: credentials(g), manifestsDir: 'deploy/k8s/' }), sha);
-    const missing = await rejection(source.filesAt(service(url, { credentials: credentials(g) }), sha));
-    const file = await rejection(source.filesAt(service(url, { credentials: credentials(g), manifestsDir: 'kubernetes.yaml' }), sha));
+    const nested = await source.filesAt(gitService(url, { credentials: groundLogin(g), manifestsDir: 'deploy/k8s/' }), sha);
+    const missing = await rejection(source.filesAt(gitService(url, { credentials: groundLogin(g) }), sha));
+    const file = await rejection(source.filesAt(gitService(url, { credentials: groundLogin(g), manifestsDir: 'kubernetes.yaml' }), sha));
 
     expect(text(nested)).toEqual({ 'deploy/k8s/a.yaml': 'a\n' });
     expect(missing).toBeInstanceOf(NotFoundError);
@@ -314,16 +296,16 @@ describe('GitSource against the git server', () => {
     const url = `${g.baseUrl}${repo.urlPath}`;
     const wrongPassword = 'wrong-password-4711';
 
-    const wrong = await rejection(source.resolve(service(url, { credentials: credentials(g, wrongPassword) }), 'main'));
-    const none = await rejection(source.resolve(service(url), 'main'));
+    const wrong = await rejection(source.resolve(gitService(url, { credentials: groundLogin(g, wrongPassword) }), 'main'));
+    const none = await rejection(source.resolve(gitService(url), 'main'));
     const token = await source.resolve(
-      service(url, { credentials: { username: g.username, token: new Secret(g.password) } }),
+      gitService(url, { credentials: { username: g.username, token: new Secret(g.password) } }),
       'main',
     );
     const embedded = new URL(url);
     embedded.username = g.username;
     embedded.password = g.password;
-    const inUrl = await source.resolve(service(embedded.toString()), 'main');
+    const inUrl = await source.resolve(gitService(embedded.toString()), 'main');
 
     expect(wrong).toBeInstanceOf(UpstreamError);
     expect(wrong.message).toBe(`${url} refused the credentials of service app`);
@@ -347,7 +329,7 @@ describe('GitSource against the git server', () => {
         { files: { 'kubernetes/a.yaml': 'a: 2\n' } },
       ]);
       const { source } = newSource();
-      const svc = service(`${own.info.baseUrl}${repo.urlPath}`, { credentials: credentials(own.info, 'private-pass') });
+      const svc = gitService(`${own.info.baseUrl}${repo.urlPath}`, { credentials: groundLogin(own.info, 'private-pass') });
       const cached = await source.resolve(svc, repo.shas[0] ?? '');
       await source.filesAt(svc, cached);
       await source.commitFacts(svc, cached);
@@ -383,7 +365,7 @@ describe('GitSource against the git server', () => {
       const port = typeof address === 'object' && address !== null ? address.port : 0;
       const { source } = newSource(1_500);
 
-      const err = await rejection(source.resolve(service(`http://127.0.0.1:${port}/slow.git`), 'main'));
+      const err = await rejection(source.resolve(gitService(`http://127.0.0.1:${port}/slow.git`), 'main'));
 
       expect(err).toBeInstanceOf(UpstreamError);
       expect((err as UpstreamError).status).toBe(504);
@@ -424,7 +406,7 @@ describe('GitSource against the git server', () => {
       { files: { 'kubernetes/a.yaml': 'a: 2\n' } },
     ]);
     const { source, cacheDir } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
     await source.filesAt(svc, await source.resolve(svc, 'main'));
     const [cache] = cachedRepos(cacheDir);
 
@@ -444,7 +426,7 @@ describe('GitSource against the git server', () => {
   it('is what createSource gives for a git service', async () => {
     const repo = await createRepo(g.root, 'src-factory', [{ files: { 'kubernetes/a.yaml': 'a\n' } }]);
     const source = createSource({ cacheDir: join(work, 'factory'), timeoutMs: 20_000, logger });
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
 
     const sha = await source.resolve(svc, 'main');
 

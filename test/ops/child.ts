@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { lineReader } from './lines.js';
 
 /** A child process whose stdout is read line by line. */
 export interface Child {
@@ -25,34 +26,19 @@ export function startChild(file: string, args: readonly string[], env: Record<st
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const lines: string[] = [];
+  const stdout = lineReader();
   const stderr: string[] = [];
-  const waiters: Array<{ match: (line: string) => boolean; resolve: (line: string) => void }> = [];
-  let partial = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    partial += chunk;
-    const parts = partial.split('\n');
-    partial = parts.pop() ?? '';
-    for (const text of parts) {
-      lines.push(text);
-      for (const w of waiters.filter((w) => w.match(text))) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(text);
-      }
-    }
-  });
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.push(chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
   const exit = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
 
   const line = (match: (line: string) => boolean): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const seen = lines.find(match);
-      if (seen !== undefined) return resolve(seen);
-      waiters.push({ match, resolve });
-      void exit.then((code) =>
-        reject(new Error(`${file} exited (${String(code)}) before the line; stdout:\n${lines.slice(-30).join('\n')}\nstderr:\n${stderr.join('')}`)),
-      );
-    });
+    Promise.race([
+      stdout.line(match),
+      exit.then((code) => {
+        throw new Error(`${file} exited (${String(code)}) before the line; stdout:\n${stdout.lines.slice(-30).join('\n')}\nstderr:\n${stderr.join('')}`);
+      }),
+    ]);
   const parse = (text: string): Record<string, unknown> | undefined => {
     try {
       const value: unknown = JSON.parse(text);
@@ -70,7 +56,7 @@ export function startChild(file: string, args: readonly string[], env: Record<st
   };
   return {
     process: child,
-    lines,
+    lines: stdout.lines,
     stderr,
     exit,
     line,

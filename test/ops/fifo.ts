@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { promisify } from 'node:util';
+import { lineReader } from './lines.js';
 
 /** Both ends of a named pipe (a FIFO: a real pipe, as a shell's `|` or a container runtime's log pipe gives). */
 export interface Fifo {
@@ -38,31 +39,12 @@ export async function fifo(path: string): Promise<Fifo> {
     reader,
     writer,
     read() {
-      const lines: string[] = [];
-      const waiters: Array<{ match: (line: string) => boolean; resolve: (line: string) => void }> = [];
-      let partial = '';
+      const received = lineReader();
       open.delete(reader);
       socket = new Socket({ fd: reader, readable: true, writable: false });
       socket.on('error', () => undefined);
-      socket.setEncoding('utf8').on('data', (chunk: string) => {
-        partial += chunk;
-        const parts = partial.split('\n');
-        partial = parts.pop() ?? '';
-        for (const text of parts) {
-          lines.push(text);
-          for (const w of waiters.filter((w) => w.match(text))) {
-            waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(text);
-          }
-        }
-      });
-      const line = (match: (line: string) => boolean): Promise<string> =>
-        new Promise((resolve) => {
-          const seen = lines.find(match);
-          if (seen !== undefined) resolve(seen);
-          else waiters.push({ match, resolve });
-        });
-      return { lines, line };
+      socket.setEncoding('utf8').on('data', (chunk: string) => received.push(chunk));
+      return { lines: received.lines, line: received.line };
     },
     closeWriter: () => closeEnd(writer),
     closeReader: () => {

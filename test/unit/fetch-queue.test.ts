@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UpstreamError } from '../../src/errors.js';
 import { FetchQueue } from '../../src/source/fetch-queue.js';
 
@@ -90,5 +90,89 @@ describe('FetchQueue', () => {
     );
     expect(late).toBeInstanceOf(UpstreamError);
     expect(late.message).toBe('git fetches of http://git/x.git are busy (waited 20 ms); try again in a moment');
+  });
+});
+
+describe('FetchQueue: a deploy fetches more than once', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  // Found by bench/hardening-load.ts --components: a deploy fetches its commit, then (a moment later, once it knows
+  // the tree) the blobs of its manifests; a read queued meanwhile started in that gap, and the deploy's second fetch
+  // waited behind it. Reads now start only once no deploy has fetched for `deployGraceMs`.
+  it("a read queued during a deploy's fetch does not start before the deploy's next fetch", async () => {
+    vi.useFakeTimers();
+    const queue = new FetchQueue({ maxQueuedReads: 4, readWaitMs: 60_000, deployGraceMs: 2_000 });
+    const started: string[] = [];
+    const opts = { joinRunning: false, what: 'repo' };
+    const commit = gate(started, 'deploy: commit');
+    const read = gate(started, 'read');
+    const blobs = gate(started, 'deploy: blobs');
+
+    const first = queue.run('r', 'commit', 'deploy', commit.run, opts);
+    const reading = queue.run('r', 'other', 'read', read.run, opts);
+    commit.open();
+    await first;
+    // The deploy looks at what it fetched, then asks for its blobs.
+    await vi.advanceTimersByTimeAsync(300);
+    const second = queue.run('r', 'blobs', 'deploy', blobs.run, opts);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(started).toEqual(['deploy: commit', 'deploy: blobs']);
+
+    blobs.open();
+    await second;
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(started).toEqual(['deploy: commit', 'deploy: blobs']);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(started).toEqual(['deploy: commit', 'deploy: blobs', 'read']);
+    read.open();
+    await expect(reading).resolves.toBe('read');
+  });
+
+  it('a read that waited before the deploy came does not start between its fetches either', async () => {
+    vi.useFakeTimers();
+    const queue = new FetchQueue({ maxQueuedReads: 4, readWaitMs: 60_000, deployGraceMs: 2_000 });
+    const started: string[] = [];
+    const opts = { joinRunning: false, what: 'repo' };
+    const running = gate(started, 'read: running');
+    const waiting = gate(started, 'read: waiting');
+    const commit = gate(started, 'deploy: commit');
+    const blobs = gate(started, 'deploy: blobs');
+
+    const first = queue.run('r', 'a', 'read', running.run, opts);
+    const second = queue.run('r', 'b', 'read', waiting.run, opts);
+    const deployed = queue.run('r', 'commit', 'deploy', commit.run, opts);
+    running.open();
+    commit.open();
+    await Promise.all([first, deployed]);
+    await vi.advanceTimersByTimeAsync(300);
+    const more = queue.run('r', 'blobs', 'deploy', blobs.run, opts);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(started).toEqual(['read: running', 'deploy: commit', 'deploy: blobs']);
+
+    blobs.open();
+    waiting.open();
+    await more;
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(second).resolves.toBe('read: waiting');
+    expect(started).toEqual(['read: running', 'deploy: commit', 'deploy: blobs', 'read: waiting']);
+  });
+
+  it('a read queued once the deploy has fetched (the facts of its event line) starts at once', async () => {
+    vi.useFakeTimers();
+    const queue = new FetchQueue({ maxQueuedReads: 4, readWaitMs: 60_000, deployGraceMs: 2_000 });
+    const started: string[] = [];
+    const commit = gate(started, 'deploy: commit');
+    const read = gate(started, 'read');
+    commit.open();
+    await queue.run('r', 'commit', 'deploy', commit.run, { joinRunning: false, what: 'repo' });
+    await vi.advanceTimersByTimeAsync(300);
+
+    const reading = queue.run('r', 'other', 'read', read.run, { joinRunning: false, what: 'repo' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(started).toEqual(['deploy: commit', 'read']);
+    read.open();
+    await expect(reading).resolves.toBe('read');
   });
 });

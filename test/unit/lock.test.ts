@@ -64,8 +64,8 @@ describe('ServiceLocks', () => {
       superseded: (by) => (by.ok ? Promise.resolve(`${id} answered by ${by.id}: ${by.value}`) : Promise.reject(new Error(`${id} answered by ${by.id}: failed`))),
     });
 
-    it('runs the newest in the place of those waiting; the one running finishes first', async () => {
-      const locks = new ServiceLocks();
+    /** Locks whose work records the order it ran in; request `a` holds its turn until `gate` opens. */
+    const recorded = () => {
       const ran: string[] = [];
       const gate = deferred();
       const work = (id: string) => async (): Promise<string> => {
@@ -73,6 +73,11 @@ describe('ServiceLocks', () => {
         if (id === 'a') await gate.promise;
         return `${id} ran`;
       };
+      return { locks: new ServiceLocks(), ran, gate, work };
+    };
+
+    it('runs the newest in the place of those waiting; the one running finishes first', async () => {
+      const { locks, ran, gate, work } = recorded();
       const answers = ['a', 'b', 'c', 'd'].map((id) => locks.run('web', 10_000, work(id), burst(id)));
       gate.resolve();
 
@@ -94,14 +99,7 @@ describe('ServiceLocks', () => {
     });
 
     it('never replaces a request of another group, nor one that has a request of another group behind it', async () => {
-      const locks = new ServiceLocks();
-      const ran: string[] = [];
-      const gate = deferred();
-      const work = (id: string) => async (): Promise<string> => {
-        ran.push(id);
-        if (id === 'a') await gate.promise;
-        return `${id} ran`;
-      };
+      const { locks, ran, gate, work } = recorded();
       const answers = [
         locks.run('web', 10_000, work('a'), burst('a')),
         locks.run('web', 10_000, work('canary'), burst('canary', 'canary')),
