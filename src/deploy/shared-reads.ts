@@ -21,5 +21,9 @@ export function sharedReads(live: LiveReader): LiveReader {
     listDeployments: (namespace, selector) => shared(JSON.stringify(['deployments', namespace, selector]), () => live.listDeployments(namespace, selector)),
     listReplicaSets: (namespace, selector) => shared(JSON.stringify(['replicasets', namespace, selector]), () => live.listReplicaSets(namespace, selector)),
     listPods: (namespace, selector) => shared(JSON.stringify(['pods', namespace, selector]), () => live.listPods(namespace, selector)),
+    getStatefulSet: (namespace, name) => shared(JSON.stringify(['statefulset', namespace, name]), () => live.getStatefulSet(namespace, name)),
+    getDaemonSet: (namespace, name) => shared(JSON.stringify(['daemonset', namespace, name]), () => live.getDaemonSet(namespace, name)),
+    getJob: (namespace, name) => shared(JSON.stringify(['job', namespace, name]), () => live.getJob(namespace, name)),
+    jobLogs: (job, limits) => live.jobLogs(job, limits),
   };
 }

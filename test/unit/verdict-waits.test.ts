@@ -32,6 +32,10 @@ function countingLive(): { live: LiveReader; reads: () => number; release: () =>
     listDeployments: () => Promise.resolve([]),
     listReplicaSets: () => Promise.resolve([]),
     listPods: () => Promise.resolve([]),
+    getStatefulSet: () => Promise.resolve(undefined),
+    getDaemonSet: () => Promise.resolve(undefined),
+    getJob: () => Promise.resolve(undefined),
+    jobLogs: () => Promise.resolve([]),
   };
   return { live, reads: () => reads, release };
 }
