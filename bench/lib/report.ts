@@ -49,7 +49,9 @@ const HINTS: Record<string, string> = {
   'kube.liveAnnotations':
     'the ownership read, a GET per object, at once with the dry-run; the Deployment\'s GET also answers the read of ' +
     'the version it replaces (kube.getDeployment)',
-  'kube.getDeployment': 'the version a stable Deployment replaces: joins the ownership read of the same object',
+  'kube.getDeployment':
+    'the version a stable Deployment replaces (it joins the ownership read of the same object) and one read of the ' +
+    'canary a stable deploy would remove',
   'kube.dryRun': 'a dry-run per object, each dependency tier at once',
   'kube.apply': 'one server-side apply per object, each dependency tier at once',
   'kube.scopeOf': 'API discovery to tell namespaced from cluster-scoped kinds, cached for the process lifetime',
@@ -178,7 +180,7 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
           "node's own binary mapped in); above it, zod, fastify (with ajv, which its default schema controller loads) " +
           'and prom-client cost the most (the import rows), then the young generation V8 keeps after start-up. Cut: ' +
           "fastify without ajv if no route needs it (the routes' inputs are zod schemas), a smaller young generation in " +
-            "the image's NODE_OPTIONS.",
+          "the image's NODE_OPTIONS.",
       );
     }
     if (summary !== undefined) {
