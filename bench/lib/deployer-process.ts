@@ -35,6 +35,8 @@ export async function startDeployerProcess(options: {
   config: Record<string, unknown>;
   /** Node's arguments; default the TypeScript sources through tsx. */
   args?: readonly string[];
+  /** NODE_OPTIONS of the process (the image's, for the compiled build). */
+  nodeOptions?: string | undefined;
 }): Promise<DeployerProcess> {
   const configFile = join(options.dir, 'deployer.yaml');
   writeFileSync(configFile, dump(options.config), { mode: 0o600 });
@@ -44,7 +46,13 @@ export async function startDeployerProcess(options: {
   try {
     child = spawn(process.execPath, [...(options.args ?? ['--import', 'tsx', 'src/main.ts'])], {
       cwd: options.projectDir,
-      env: { PATH: process.env['PATH'], HOME: process.env['HOME'], DEPLOYER_CONFIG: configFile, NODE_ENV: 'production' },
+      env: {
+        PATH: process.env['PATH'],
+        HOME: process.env['HOME'],
+        DEPLOYER_CONFIG: configFile,
+        NODE_ENV: 'production',
+        ...(options.nodeOptions === undefined ? {} : { NODE_OPTIONS: options.nodeOptions }),
+      },
       stdio: ['ignore', out, out],
     });
   } finally {

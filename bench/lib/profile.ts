@@ -1,3 +1,5 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { basename } from 'node:path';
 import { pino } from 'pino';
@@ -22,6 +24,29 @@ export interface StepProfile {
   processes: Record<string, number>;
   /** Requests the git server answered during the deploy (each one a `git http-backend` process there). */
   gitRequests?: number;
+  /** HTTP requests this process sent during the deploy, by server (`host:port`: the apiserver, the registry). */
+  httpRequests: Record<string, number>;
+  /** TCP connections this process opened during the deploy (TLS handshakes included); kept-alive ones are reused. */
+  connections: number;
+}
+
+/** Counts the HTTP requests (by their Host header) and new TCP connections of this process while `fn` runs. */
+async function countingRequests<T>(profile: StepProfile, fn: () => Promise<T>): Promise<T> {
+  const onRequest = (message: unknown): void => {
+    const host = String((message as { request: ClientRequest }).request.getHeader('host') ?? '?');
+    profile.httpRequests[host] = (profile.httpRequests[host] ?? 0) + 1;
+  };
+  const onSocket = (): void => {
+    profile.connections++;
+  };
+  subscribe('http.client.request.start', onRequest);
+  subscribe('net.client.socket', onSocket);
+  try {
+    return await fn();
+  } finally {
+    unsubscribe('http.client.request.start', onRequest);
+    unsubscribe('net.client.socket', onSocket);
+  }
 }
 
 type Spawn = typeof import('node:child_process').spawn;
@@ -82,13 +107,15 @@ export class Profiler {
 
   /** One deploy of `commit`, timed by step. */
   async deploy(service: ServiceConfig, commit: string): Promise<StepProfile> {
-    const profile: StepProfile = { totalMs: 0, steps: {}, calls: {}, processes: {} };
+    const profile: StepProfile = { totalMs: 0, steps: {}, calls: {}, processes: {}, httpRequests: {}, connections: 0 };
     const { deployer, metrics } = this.#wired;
     const before = await callTotals(metrics);
     const start = performance.now();
     try {
-      await countingProcesses(profile.processes, () =>
-        deployer.deploy({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: `bench-${commit}` }),
+      await countingRequests(profile, () =>
+        countingProcesses(profile.processes, () =>
+          deployer.deploy({ service, kind: 'deploy', commit, caller: { token: 'bench' }, requestId: `bench-${commit}` }),
+        ),
       );
     } finally {
       profile.totalMs = since(start);

@@ -18,6 +18,8 @@ export interface Row {
 export interface StepTable {
   title: string;
   profiles: StepProfile[];
+  /** Names of the servers the deployer talks HTTP to, by `host:port` (the apiserver, the registry). */
+  servers?: Record<string, string>;
 }
 
 export interface ReportInput {
@@ -35,24 +37,25 @@ export interface ReportInput {
 /** What would cut a step's time, by step; the figures say which steps matter. */
 const HINTS: Record<string, string> = {
   'source.resolve':
-    'makes sure the commit is in the cache: `cat-file` checks and a `git fetch` (which itself starts git-remote-http ' +
-    'and index-pack; on the server each request is a `git http-backend` + `upload-pack`). Cut: one fetch per deploy ' +
-    'that brings the commit, its trees and the kubernetes/ blobs together, and one long-lived `git cat-file --batch` ' +
-    'per repository instead of a process per check',
+    'one `git fetch` when the cache lacks the commit (git, git-remote-http and index-pack here; on the server two ' +
+    'requests, each a `git http-backend` + `upload-pack`); into a cache with history the new small blobs, the ' +
+    'manifests among them, come in the same pack. What is left: process start-up on both sides and the round trips',
   'source.filesAt':
-    '`ls-tree` twice, `rev-list --missing`, a second `git fetch` for the manifests\' blobs, `cat-file --batch`. Cut: ' +
-    'fold the blob fetch into the commit fetch and the reads into the long-lived batch reader',
-  'source.commitFacts':
-    'author and line counts for the event log: `cat-file`, `diff-tree`, `rev-list --missing`, a fetch of the changed ' +
-    'blobs of both sides (every changed file, large ones outside kubernetes/ too: see the cold row for a commit that ' +
-    'replaced the large blob), `diff --numstat`. Cut: count lines below manifestsDir only (or skip blobs above a size), ' +
-    'and compute them after the answer is sent',
+    'the commit, its trees and the manifests through the cache\'s long-lived `cat-file` reader; a second fetch only ' +
+    'when the blobs did not come with the commit (a cold cache, a file above the small-blob limit)',
+  'source.commitFacts': 'author and line counts for the event log, read after the answer (not part of a deploy\'s time)',
   'registry.tags': 'a tags/list round trip to the registry: cache the list for a few seconds, or HEAD the expected tag directly',
-  'registry.digestOf': 'a HEAD manifest round trip per image: run them in parallel, reuse keep-alive connections',
-  'kube.dryRun': 'a dry-run request per object before the real apply: send the objects in parallel',
-  'kube.apply': 'one server-side apply round trip per object, in order: apply independent objects in parallel',
-  'kube.scopeOf': 'API discovery to tell namespaced from cluster-scoped kinds: cache it for the process lifetime',
-  'kube.deleteDeployments': 'the canary clean-up before a stable deploy: skip it when no canary Deployment exists',
+  'registry.digestOf': 'a HEAD manifest round trip per image, in parallel, over kept-alive connections',
+  'kube.liveAnnotations':
+    'the ownership read, a GET per object, at once with the dry-run; the Deployment\'s GET also answers the read of ' +
+    'the version it replaces (kube.getDeployment)',
+  'kube.getDeployment':
+    'the version a stable Deployment replaces (it joins the ownership read of the same object) and one read of the ' +
+    'canary a stable deploy would remove',
+  'kube.dryRun': 'a dry-run per object, each dependency tier at once',
+  'kube.apply': 'one server-side apply per object, each dependency tier at once',
+  'kube.scopeOf': 'API discovery to tell namespaced from cluster-scoped kinds, cached for the process lifetime',
+  'kube.deleteDeployments': 'the canary clean-up before a stable deploy, only when a canary of the service exists',
 };
 
 function stepSummary(profiles: readonly StepProfile[]): Array<{ step: string; calls: number; p50: number; p95: number }> {
@@ -144,6 +147,12 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
         '`git http-backend` process there).',
       '',
     );
+    const hosts = [...new Set(t.profiles.flatMap((p) => Object.keys(p.httpRequests)))].sort();
+    out.push(
+      `HTTP from the deployer per deploy: ${hosts.map((h) => `${perDeploy((p) => p.httpRequests[h] ?? 0)} requests to ${t.servers?.[h] ?? h}`).join(', ') || 'none'}; ` +
+        `${perDeploy((p) => p.connections)} new connections (the rest went over kept-alive ones).`,
+      '',
+    );
     out.push('| Step | calls per deploy | p50 | p95 | share of p50 total |', '|---|---|---|---|---|');
     for (const s of summary) {
       const share = totals.p50 > 0 ? `${((s.p50 / totals.p50) * 100).toFixed(0)} %` : '';
@@ -166,11 +175,12 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
       out.push(
         `  Idle ${formatBytes(input.idleRss)} through tsx` +
           (compiled === undefined ? '' : `, ${formatBytes(compiled)} for the compiled build with the same config`) +
-          `; peak ${formatBytes(input.concPeak)} with 100 deploys in flight. tsx keeps its loader and transformed ` +
-          'sources resident; of the rest, importing @kubernetes/client-node alone costs the most (see the import ' +
-          'rows: a bare node process against one that imported only that library). Cut: run the compiled build; load ' +
-          'client-node lazily or call the few apiserver ' +
-          'endpoints used with fetch; bound the heap (`--max-old-space-size`) and stream git output instead of buffering it.',
+          `; peak ${formatBytes(input.concPeak)} in the concurrency run. @kubernetes/client-node is not loaded (only for a ` +
+          'kubeconfig with an exec plugin or auth provider). A bare node process is the floor (see its row: most of it is ' +
+          "node's own binary mapped in); above it, zod, fastify (with ajv, which its default schema controller loads) " +
+          'and prom-client cost the most (the import rows), then the young generation V8 keeps after start-up. Cut: ' +
+          "fastify without ajv if no route needs it (the routes' inputs are zod schemas), a smaller young generation in " +
+          "the image's NODE_OPTIONS.",
       );
     }
     if (summary !== undefined) {
@@ -186,12 +196,11 @@ export function renderReport(input: ReportInput): { markdown: string; table: str
       const gitPerDeploy = warm.reduce((n, p) => n + (p.processes['git'] ?? 0), 0) / Math.max(1, warm.length);
       const requestsPerDeploy = warm.reduce((n, p) => n + (p.gitRequests ?? 0), 0) / Math.max(1, warm.length);
       out.push(
-        '  Deploys of one service run one after the other (per-service lock), so the last of 5 queued deploys waits ' +
-          'for the 4 before it: its latency is about 5 × a deploy under load. Every deploy starts ' +
+        '  Deploys of one service run one after the other (per-service lock); of those waiting only the newest runs ' +
+          '(the others answer as superseded), so a burst costs about two deploys. Every deploy starts ' +
           `${gitPerDeploy.toFixed(0)} git processes and makes ${requestsPerDeploy.toFixed(0)} requests to the git ` +
           'server (each a `git http-backend` there; see the profile), all on the same cores as the apiserver, etcd ' +
-          'and the registry. Cut: the git work per deploy ' +
-          '(above); collapse queued deploys of one service to the newest (the ones in between are overwritten anyway).',
+          'and the registry. Cut: the git work per deploy (above).',
       );
     }
   }

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { Config, ServiceConfig } from '../config/load.js';
-import type { Keys } from '../core/keys.js';
+import { readKey, type Keys } from '../core/keys.js';
 import type { Cluster, LiveReader, ReadOptions, Registry, Source } from '../core/ports.js';
 import type { ImageRef, KubeObject, LabelledObject, ObjectFailure, ObjectResult, Track } from '../core/types.js';
 import { shortCommit } from '../core/util.js';
 import { ManifestError } from '../errors.js';
-import { ownersOf, refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
+import { refuseDuplicates, refuseForeign, refuseReserved, refuseTooMany } from './guards.js';
 import { parseImageRef, withVersion } from '../registry/image-ref.js';
 import { withApiDefaults } from './defaults.js';
 import type { Deadline, Hold } from './lock.js';
@@ -294,27 +294,21 @@ async function ownCanaries(deps: PipelineDeps, plan: Versioned): Promise<Map<str
   const { service } = plan;
   const byNamespace = new Map<string, string[]>();
   if (plan.track !== 'stable') return byNamespace;
-  const candidates: KubeObject[] = plan.objects
-    .filter((o) => o.kind === 'Deployment')
-    .map((o) => ({
-      apiVersion: o.apiVersion,
-      kind: 'Deployment',
-      metadata: { name: canaryName(o.metadata.name), namespace: o.metadata.namespace ?? service.namespace },
-    }));
-  if (candidates.length === 0) return byNamespace;
-  const owners = await ownersOf(deps, candidates);
   const stables = plan.objects.filter((o) => o.kind === 'Deployment');
-  for (const [i, c] of candidates.entries()) {
-    const ns = c.metadata.namespace ?? service.namespace;
-    // Unannotated: only a canary the original deployer left (original-canary.ts).
-    const stable = stables[i];
-    if (owners[i] === undefined && stable !== undefined) {
-      const live = await deps.live.getDeployment(ns, c.metadata.name);
-      if (live === undefined || !isOriginalCanary(live, stable)) continue;
-    } else if (owners[i] !== service.name) {
-      continue;
-    }
-    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), c.metadata.name]);
+  // One read per canary: it says whether the canary exists, whose it is, and whether the original deployer left it.
+  const found = await Promise.all(
+    stables.map(async (stable) => {
+      const namespace = stable.metadata.namespace ?? service.namespace;
+      const live = await deps.live.getDeployment(namespace, canaryName(stable.metadata.name));
+      if (live === undefined) return undefined;
+      const owner = readKey(deps.keys, live.annotations, (k) => k.serviceAnnotation);
+      // Unannotated: only a canary the original deployer left (original-canary.ts).
+      const own = owner === undefined ? isOriginalCanary(live, stable) : owner === service.name;
+      return own ? { namespace, name: live.name } : undefined;
+    }),
+  );
+  for (const canary of found) {
+    if (canary !== undefined) byNamespace.set(canary.namespace, [...(byNamespace.get(canary.namespace) ?? []), canary.name]);
   }
   return byNamespace;
 }

@@ -50,6 +50,9 @@ export class KubeTransport {
   readonly server: string;
   readonly #access: KubeAccess | ConfigError;
   readonly #timeoutMs: number;
+  /** GETs in flight by request, each with the count of writes finished when it was sent. */
+  readonly #reads = new Map<string, { writes: number; answer: Promise<KubeResponse> }>();
+  #writes = 0;
 
   /** With a ConfigError (no kubeconfig found), every request fails with it: the deployer starts and says why. */
   constructor(access: KubeAccess | ConfigError, timeoutMs: number) {
@@ -60,7 +63,36 @@ export class KubeTransport {
     this.server = access instanceof ConfigError ? '(no kubeconfig)' : access.server;
   }
 
+  /**
+   * Sends a request. A GET of a URL that is already being read joins that read instead of making another round trip
+   * (a deploy reads its Deployment for the ownership check and for the version it replaces, at the same moment),
+   * unless this transport finished a write since that read was sent: a joined answer is then as fresh as one of its
+   * own, as far as this process can tell. Each caller gets its own copy of the body.
+   */
   async send(req: KubeRequest): Promise<KubeResponse> {
+    if (req.method !== 'GET') {
+      try {
+        return await this.#send(req);
+      } finally {
+        this.#writes++;
+      }
+    }
+    const key = `${req.path}?${new URLSearchParams(Object.entries(req.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined)).toString()}#${req.timeoutMs ?? ''}`;
+    const running = this.#reads.get(key);
+    if (running !== undefined && running.writes === this.#writes) {
+      const res = await running.answer;
+      return { ...res, body: structuredClone(res.body) };
+    }
+    const read = { writes: this.#writes, answer: this.#send(req) };
+    this.#reads.set(key, read);
+    try {
+      return await read.answer;
+    } finally {
+      if (this.#reads.get(key) === read) this.#reads.delete(key);
+    }
+  }
+
+  async #send(req: KubeRequest): Promise<KubeResponse> {
     const access = this.#access;
     if (access instanceof ConfigError) {
       throw new UpstreamError('kubernetes', `the deployer has no Kubernetes credentials: ${access.message}`, { cause: access, status: 503 });

@@ -72,6 +72,19 @@ export class GitCaches {
     return { remote, dir: join(this.#dir, `${key}.git`), service };
   }
 
+  /**
+   * Whether the cache holds fetched commits (a ref of ours, loose or packed): a fetch then names them as "have"s
+   * and the server sends only what is new.
+   */
+  async hasHistory(repo: Repo): Promise<boolean> {
+    if (existsSync(join(repo.dir, 'packed-refs'))) return true;
+    for (const dir of ['refs/deployer/commits', 'refs/remotes/origin']) {
+      const names = await readdir(join(repo.dir, dir)).catch(() => []);
+      if (names.length > 0) return true;
+    }
+    return false;
+  }
+
   /** The cache's object reader. */
   batch(repo: Repo): CatFileBatch {
     let batch = this.#batches.get(repo.dir);

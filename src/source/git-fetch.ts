@@ -18,8 +18,8 @@ import { redact } from './redact.js';
 import { printable } from './refs.js';
 
 export type FetchTarget =
-  | { kind: 'branch'; name: string }
-  | { kind: 'commit'; sha: string }
+  | { kind: 'branch'; name: string; smallBlobs?: boolean | undefined }
+  | { kind: 'commit'; sha: string; smallBlobs?: boolean | undefined }
   | { kind: 'all' }
   | { kind: 'blobs'; oids: readonly string[] };
 
@@ -108,7 +108,7 @@ export class GitFetcher {
       '--no-write-fetch-head',
       '--no-recurse-submodules',
       '--no-auto-maintenance',
-      '--filter=blob:none',
+      filterOf(target),
     ];
     if (input !== undefined) args.push('--stdin');
     args.push('--end-of-options', 'origin', ...refspecs);
@@ -118,7 +118,12 @@ export class GitFetcher {
         binary: this.#caches.binary,
         cwd: repo.dir,
         args,
-        env: auth.env,
+        // With "have"s the server sends a thin pack: a changed small file may come as a delta against its version in a
+        // cached commit, which a partial cache lacks (a file never read, or a manifest whose read has not fetched it
+        // yet). index-pack then fetches those bases in one more request of this same call — its credentials, timeout
+        // and queue. Refusing that made the fetch fail and the cache count as broken (git-source-stress). Every other
+        // git command stays unable to fetch.
+        env: { ...auth.env, ...(withSmallBlobs(target) ? { GIT_NO_LAZY_FETCH: '0' } : {}) },
         input,
         timeoutMs: this.#caches.timeoutMs,
         config: [
@@ -182,12 +187,30 @@ export class GitFetcher {
   }
 }
 
+/** Blobs up to this size come with a commit fetched into a cache that has history (`smallBlobs`). */
+export const SMALL_BLOB_BYTES = 256 * 1024;
+
+/**
+ * The partial clone's filter: no blobs, or — `smallBlobs`, for a cache that has history, so that its commits are
+ * "have"s and only what is new is sent — the new small blobs along with the commit and its trees: the manifests the
+ * deploy reads next (and most of the changed files the line counts want) come in the same round trip, while a large
+ * file the commit added stays on the server.
+ */
+function filterOf(target: FetchTarget): string {
+  return withSmallBlobs(target) ? `--filter=blob:limit=${SMALL_BLOB_BYTES}` : '--filter=blob:none';
+}
+
+function withSmallBlobs(target: FetchTarget): boolean {
+  return (target.kind === 'commit' || target.kind === 'branch') && target.smallBlobs === true;
+}
+
 function targetKey(target: FetchTarget): string {
+  const small = withSmallBlobs(target) ? '+small' : '';
   switch (target.kind) {
     case 'branch':
-      return `branch:${target.name}`;
+      return `branch:${target.name}${small}`;
     case 'commit':
-      return `commit:${target.sha}`;
+      return `commit:${target.sha}${small}`;
     case 'all':
       return 'all';
     case 'blobs':

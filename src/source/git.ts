@@ -4,7 +4,7 @@ import type { ServiceConfig } from '../config/load.js';
 import { InputError, NotFoundError, UpstreamError } from '../errors.js';
 import { CommitFactsReader } from './git-facts.js';
 import { GitCaches, type Repo } from './git-cache.js';
-import { GitFetcher } from './git-fetch.js';
+import { GitFetcher, type FetchOptions, type FetchOutcome } from './git-fetch.js';
 import { GitReader } from './git-read.js';
 import type { Purpose } from './fetch-queue.js';
 import { cleanDir, parseFullSha, parseGitRef, printable } from './refs.js';
@@ -14,6 +14,9 @@ import type { Source } from '../core/ports.js';
 
 export { classifyFetchError } from './git-fetch.js';
 export { isoDate, parseRawDiff } from './git-facts.js';
+
+/** The most a commit fetch with its small blobs may bring before it is fetched again without blobs. */
+const MAX_SMALL_BLOBS_PACK_BYTES = 16 * 1024 * 1024;
 
 export interface GitSourceOptions {
   /** The pod's cache directory; repositories live in `cacheDir/git/`. */
@@ -112,12 +115,32 @@ export class GitSource implements Source {
   async #ensureCommit(repo: Repo, sha: string, purpose: Purpose): Promise<void> {
     if (await this.#reader.hasCommit(repo, sha)) return;
     const done = (): Promise<boolean> => this.#reader.hasCommit(repo, sha);
-    const outcome = await this.#fetcher.fetch(repo, { kind: 'commit', sha }, sha, { purpose, done });
+    const outcome = await this.#fetchWithBlobs(repo, { kind: 'commit', sha }, sha, { purpose, done });
     // A server that refuses unadvertised objects still serves every branch; the commit may be on one.
     if (outcome === 'missing') await this.#fetcher.fetch(repo, { kind: 'all' }, sha, { purpose, done });
     if (!(await this.#reader.hasCommit(repo, sha))) {
       throw new NotFoundError(`commit ${sha} not found in ${repo.remote.url}`, { detail: { commit: sha } });
     }
+  }
+
+  /**
+   * Fetches a commit or branch; into a cache with history, with the new small blobs in the same pack (git-fetch.ts
+   * `smallBlobs`), so that reading the manifests needs no second round trip. A pack that grows past
+   * MAX_SMALL_BLOBS_PACK_BYTES (a commit range that added thousands of small files) is stopped and fetched again
+   * without blobs: the manifests' blobs then come in their own fetch, as on a cold cache.
+   */
+  async #fetchWithBlobs(
+    repo: Repo,
+    target: { kind: 'commit'; sha: string } | { kind: 'branch'; name: string },
+    what: string,
+    options: FetchOptions,
+  ): Promise<FetchOutcome> {
+    if (!(await this.#caches.hasHistory(repo))) return this.#fetcher.fetch(repo, target, what, options);
+    const outcome = await this.#fetcher.fetch(repo, { ...target, smallBlobs: true }, what, {
+      ...options,
+      maxPackBytes: MAX_SMALL_BLOBS_PACK_BYTES,
+    });
+    return outcome === 'too big' ? this.#fetcher.fetch(repo, target, what, options) : outcome;
   }
 
   async #resolveShort(repo: Repo, prefix: string, purpose: Purpose): Promise<string> {
@@ -154,7 +177,7 @@ export class GitSource implements Source {
   async #resolveBranch(repo: Repo, name: string, purpose: Purpose): Promise<string> {
     const ref = `refs/remotes/origin/${name}`;
     try {
-      const outcome = await this.#fetcher.fetch(repo, { kind: 'branch', name }, name, { purpose });
+      const outcome = await this.#fetchWithBlobs(repo, { kind: 'branch', name }, name, { purpose });
       if (outcome === 'missing') {
         throw new NotFoundError(`branch ${name} not found in ${repo.remote.url}`, { detail: { branch: name } });
       }

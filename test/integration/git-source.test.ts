@@ -109,13 +109,53 @@ describe('GitSource against the git server', () => {
       ['blob:none', 1, false],
       ['blob:none', 1, false],
     ]);
-    // Second deploy: one fetch of the new commit that names what the cache has, then one blob.
+    // Second deploy: one fetch of the new commit that names what the cache has and brings the new small blobs with
+    // it (the manifests' among them), so reading the manifests needs no second round trip.
     const newFetches = newRequests.filter((r) => r.command === 'fetch');
-    expect(newFetches).toHaveLength(2);
+    expect(newFetches.map((r) => [r.filter, r.wants])).toEqual([['blob:limit=262144', 1]]);
     expect(newFetches[0]?.haves).toBeGreaterThan(0);
     expect(newFetches[0]?.bytesOut).toBeLessThan(firstFetches[0]?.bytesOut ?? 0);
-    expect(newFetches[1]?.wants).toBe(1);
-    expect(newFetches[1]?.haves).toBe(0);
+  });
+
+  it('leaves a large file a new commit added on the server: only the small new blobs come with the commit', async () => {
+    const repo = await createRepo(g.root, 'src-fetch-big', [{ files: { 'kubernetes/app.yaml': 'v: 1\n' } }]);
+    const { source } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    await source.filesAt(svc, await source.resolve(svc, repo.shas[0] ?? ''));
+    const before = (await requestsFor(g, 'src-fetch-big.git')).length;
+
+    const next = await addCommit(g.root, 'src-fetch-big', { 'kubernetes/app.yaml': 'v: 2\n', 'assets/big.bin': bigBlob(2 * 1024 * 1024, 'src-big') });
+    const files = await source.filesAt(svc, await source.resolve(svc, next));
+
+    expect(text(files)).toEqual({ 'kubernetes/app.yaml': 'v: 2\n' });
+    const fetches = (await requestsFor(g, 'src-fetch-big.git')).slice(before).filter((r) => r.command === 'fetch');
+    expect(fetches).toHaveLength(1);
+    expect(fetches[0]?.bytesOut).toBeLessThan(64 * 1024);
+  });
+
+  it('reads a new commit whose changed files the server sends as deltas against blobs the cache never fetched', async () => {
+    // A fetch names the cached commits as "have"s, so the server may send a changed file as a delta against its old
+    // version (a thin pack), assuming the client holds every object of those commits. A partial cache does not:
+    // here the source file was never read, and the manifest of the first commit was not either.
+    const lines = (what: string, v: number): string => Array.from({ length: 300 }, (_, i) => `${what} line ${i} ${i === 7 ? v : 0}`).join('\n');
+    const repo = await createRepo(g.root, 'src-thin', [{ files: { 'kubernetes/app.yaml': lines('app', 1), 'src/app.c': lines('src', 1) } }]);
+    const { source, cacheDir } = newSource();
+    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    await source.resolve(svc, repo.shas[0] ?? '');
+    const [cache] = cachedRepos(cacheDir);
+    writeFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'still the same cache');
+    const logsBefore = logs.length;
+
+    const second = await addCommit(g.root, 'src-thin', { 'kubernetes/app.yaml': lines('app', 2), 'src/app.c': lines('src', 2) });
+    const secondFiles = await source.filesAt(svc, await source.resolve(svc, second));
+    const third = await addCommit(g.root, 'src-thin', { 'kubernetes/app.yaml': lines('app', 3), 'src/app.c': lines('src', 3) });
+    const thirdFiles = await source.filesAt(svc, await source.resolve(svc, third));
+
+    expect(text(secondFiles)).toEqual({ 'kubernetes/app.yaml': lines('app', 2) });
+    expect(text(thirdFiles)).toEqual({ 'kubernetes/app.yaml': lines('app', 3) });
+    expect(readFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'utf8')).toBe('still the same cache');
+    const warnings = logs.slice(logsBefore).filter((l) => (JSON.parse(l) as { level: number }).level >= 40);
+    expect(warnings).toEqual([]);
   });
 
   it('reads two commits of one repository at the same time, each with its own files', async () => {
@@ -418,7 +458,15 @@ describe('GitSource against the git server', () => {
     expect(text(files)).toEqual({ 'kubernetes/a.yaml': 'a: 1\n' });
     expect(text(latest)).toEqual({ 'kubernetes/a.yaml': 'a: 2\n' });
     expect(cachedRepos(cacheDir)).toEqual([cache]);
-    const messages = logs.slice(logsBefore).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const lines = logs.slice(logsBefore).map((l) => JSON.parse(l) as { msg: string; target?: string; what?: string });
+    const messages = lines.map((l) => l.msg);
+    if (name === 'left with corrupt object files') {
+      // git skips packs whose index is garbage: their objects count as missing, and the commit fetch (which brings
+      // the small blobs along) brings them back without a read ever failing. Either way, no read is wrong.
+      const refetched = lines.filter((l) => l.msg === 'git fetch' && l.target === 'commit').map((l) => l.what);
+      if (!messages.includes('git cache is broken; cloning it again')) expect(refetched).toEqual(expect.arrayContaining([repo.shas[0], repo.shas[1]]));
+      return;
+    }
     // A deleted cache is simply created again; a damaged one is noticed, dropped and cloned again.
     expect(messages).toContain(name === 'deleted' ? 'git cache created' : 'git cache is broken; cloning it again');
   });
