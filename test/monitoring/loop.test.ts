@@ -28,7 +28,7 @@ const AS = basic('ci', SECRET);
 const short = (sha: string): string => sha.slice(0, 7);
 const P = GROUND_MONITORING;
 const STABLE_MS = 10;
-const THRESHOLD_MS = P.latencyThresholdSeconds * 1000;
+const THRESHOLD_MS = Math.round(P.latencyThresholdSeconds * 1000);
 /** Requests per second through the ClusterIP: 2 stable pods and 1 canary give the canary about a third. */
 const RATE = 30;
 
