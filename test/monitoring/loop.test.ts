@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { pino } from 'pino';
+import { ServiceView } from '../../src/cli/schemas.js';
 import { PrometheusClient } from '../../src/prometheus/client.js';
 import { send } from '../e2e/flows-setup.js';
 import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
@@ -11,7 +12,8 @@ import { startLoad, type Load } from '../env/load.js';
 import { GROUND_MONITORING } from '../env/prometheus.js';
 import { clusterIp, podLogs, pushSample, readyPods } from '../node/real-pods.js';
 import { pollUntil, trackFigures, type TrackFigures } from '../env/figures.js';
-import { loopManifests } from './loop-helpers.js';
+import { startForwarders } from '../env/forwarders.js';
+import { applyPromoteCronJob, loopManifests, pushDeployerImage } from './loop-helpers.js';
 
 /**
  * The regression-testing loop end to end on the real node (thesis 4.2.4, 5.5): the sample service's pods serve a
@@ -24,6 +26,7 @@ import { loopManifests } from './loop-helpers.js';
 
 const SECRET = 'ci-secret-l00p';
 const HOOK_SECRET = 'alertmanager-secret-l00p';
+const CRON_SECRET = 'cron-secret-l00p';
 const AS = basic('ci', SECRET);
 const short = (sha: string): string => sha.slice(0, 7);
 const P = GROUND_MONITORING;
@@ -41,6 +44,13 @@ describe('the regression-testing loop on the real node', () => {
   const tag = (i: number): string => `main-${short(svc.repo.shas[i] ?? '')}`;
   const url = (path: string): string => `${deployer.url}/${svc.name}${path === '' ? '' : `/${path}`}`;
   const timings: string[] = [];
+  /** The stable and canary versions the deployer reports (undefined when it did not answer 200). */
+  const tracks = async (): Promise<{ stable?: string | undefined; canary?: string | undefined } | undefined> => {
+    const state = await send(url(''), { method: 'GET', auth: AS });
+    if (state.status !== 200) return undefined;
+    const deployment = ServiceView.parse(state.body).deployments?.[0];
+    return { stable: deployment?.stable?.version?.tag, canary: deployment?.canary?.version?.tag };
+  };
 
   beforeAll(async () => {
     namespace = await createNamespace('loop');
@@ -52,6 +62,7 @@ describe('the regression-testing loop on the real node', () => {
       { files: files({ LATENCY_MS: String(STABLE_MS + 1.5 * THRESHOLD_MS) }), message: 'slow: 1.5x the latency threshold above stable' },
       { files: files({ LATENCY_MS: String(STABLE_MS), ERROR_RATIO: '0.3' }), message: 'failing: 30 % errors' },
       { files: files({ LATENCY_MS: String(STABLE_MS + 0.5 * THRESHOLD_MS) }), message: 'good: 0.5x the latency threshold above stable' },
+      { files: files({ LATENCY_MS: String(STABLE_MS + 0.5 * THRESHOLD_MS), NOTE: 'again' }), message: 'good again, for the CronJob' },
     ]);
     await pushSample(repository, svc.repo.shas.map((sha) => `main-${short(sha)}`));
     const prometheusGround = ground('prometheus');
@@ -59,6 +70,7 @@ describe('the regression-testing loop on the real node', () => {
       tokens: {
         ci: { secret: { value: SECRET } },
         alertmanager: { secret: { value: HOOK_SECRET }, actions: ['rollback'] },
+        cron: { secret: { value: CRON_SECRET }, actions: ['promote'] },
       },
       services: { [svc.name]: { repository: svc.repository, namespace, requireAnalysis: true } },
       versions: { registryWaitSeconds: 0 },
@@ -115,8 +127,8 @@ describe('the regression-testing loop on the real node', () => {
     let last: TrackFigures | undefined;
     await pollUntil(async () => {
       last = (await trackFigures(prometheus, namespace, svc.name)) ?? last;
-      const state = await send(url(''), { method: 'GET', auth: AS });
-      return JSON.stringify(state.body).includes('"canary":{') ? undefined : true;
+      const now = await tracks();
+      return now !== undefined && now.canary === undefined ? true : undefined;
     }, `the ${regression} canary ${tag(i)} to be rolled back`, 240_000);
     const done = Date.now();
     timings.push(
@@ -136,8 +148,7 @@ describe('the regression-testing loop on the real node', () => {
     const figures = await rolledBackByTheLoop(1, 'latency');
     expect(figures.canary.latencySeconds - figures.stable.latencySeconds).toBeGreaterThan(P.latencyThresholdSeconds);
     // Stable is untouched.
-    const state = await send(url(''), { method: 'GET', auth: AS });
-    expect(JSON.stringify(state.body)).toContain(tag(0));
+    expect(await tracks()).toEqual({ stable: tag(0), canary: undefined });
   }, 300_000);
 
   it('a canary with an error regression is rolled back the same way', async () => {
@@ -159,8 +170,7 @@ describe('the regression-testing loop on the real node', () => {
     const refused = await send(url('promote'), { auth: AS });
     expect(refused.status, JSON.stringify(refused.body)).toBe(409);
     expect(refused.body).toMatchObject({ analysis: { verdict: 'insufficient-data', window: P.window, minRequests: P.minRequests } });
-    const state = await send(url(''), { method: 'GET', auth: AS });
-    expect(JSON.stringify(state.body)).toContain('"canary":{');
+    expect(await tracks()).toEqual({ stable: tag(0), canary: tag(3) });
     expect(deployer.logs.filter((l) => typeof l['msg'] === 'string' && l['msg'].includes(`;${short(svc.repo.shas[3] ?? '')};rollback`))).toEqual([]);
   }, 300_000);
 
@@ -181,8 +191,33 @@ describe('the regression-testing loop on the real node', () => {
     await deployer.settled();
     const line = deployer.logs.find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith(`${svc.name};`) && l['msg'].includes(';promote success;'));
     expect(line?.['analysis']).toMatchObject({ verdict: 'pass' });
+  }, 300_000);
+
+  it('the example CronJob (batch/v1beta1 on this 1.20 ground) promotes a good canary through the gated promote', async () => {
+    const canary = await send(url('canary'), { auth: AS, json: { tag: tag(4), wait: '3m' } });
+    expect(canary.status, JSON.stringify(canary.body)).toBe(200);
+    const node = ground('node');
+    // The pod reaches this test's deployer on the ground network's host address, as it reaches the registry.
+    const forwarders = startForwarders(node.hostAddress);
+    try {
+      const port = Number(new URL(deployer.url).port);
+      await forwarders.add(port);
+      const image = await pushDeployerImage();
+      await applyPromoteCronJob({ namespace, service: svc.name, deployerUrl: `http://${node.hostAddress}:${port}`, image, schedulerName: node.schedulerName, tokenSecret: CRON_SECRET });
+      await pollUntil(async () => {
+        const now = await tracks();
+        return now?.canary === undefined && now?.stable === tag(4) ? true : undefined;
+      }, 'the CronJob to promote the canary', 420_000);
+      await deployer.settled();
+      const line = deployer.logs.find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith(`${svc.name};${short(svc.repo.shas[4] ?? '')};promote success;`));
+      const ours = deployer.logs.filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith(`${svc.name};`)).map((l) => ({ msg: l['msg'], caller: l['caller'], userAgent: l['userAgent'] }));
+      expect(line, JSON.stringify(ours)).toMatchObject({ caller: 'cron', userAgent: expect.stringMatching(/^depctl\//) as unknown, analysis: { verdict: 'pass' } });
+      timings.push(`the CronJob's promotion: ${JSON.stringify(line?.['analysis'])}`);
+    } finally {
+      await forwarders.close();
+    }
     const figures = await load.stop();
     timings.push(`load: ${JSON.stringify(figures)}`);
     expect(figures.lost).toBeLessThan(figures.sent / 10);
-  }, 300_000);
+  }, 600_000);
 });
