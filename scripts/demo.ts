@@ -6,6 +6,11 @@
  * run, and the service answers curl on its ClusterIP. Ctrl-C stops everything and removes what
  * the demo created; its logs are kept only when it failed, and it says where.
  *
+ * It also shows the regression-testing loop (README "Regression testing"): Prometheus and Alertmanager run with the
+ * shipped monitoring configuration (short windows), a bounded load goes to the Service's ClusterIP, and the demo
+ * prints commands that deploy a bad canary (slower than stable by 1.5× the latency threshold) and a good one, then
+ * says what became of each: rolled back by the monitor after N s, with the figures, or promoted.
+ *
  * depctl is built (`npm run build`, into dist/) while the servers start, and a `depctl` shim in the demo's own bin
  * folder runs it: the demo prints one `export PATH=...` line, after which depctl commands are short and complete.
  *
@@ -21,19 +26,31 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseConfig } from '../src/config/load.js';
+import { PrometheusClient } from '../src/prometheus/client.js';
 import { wire } from '../src/wire.js';
+import { routeAlertsTo } from '../test/env/alertmanager.js';
 import { createRepo } from '../test/env/git-fixtures.js';
 import type { Started } from '../test/env/global-setup.js';
 import { kubeBinDir } from '../test/env/kube-plane.js';
 import { configMapYaml, deploymentYaml, serviceYaml } from '../test/env/manifests.js';
+import { startLoad, type Load } from '../test/env/load.js';
 import { programPath, pushProgramImage } from '../test/env/node-images.js';
 import { SCHEDULER_NAME } from '../test/env/node.js';
+import { GROUND_MONITORING } from '../test/env/prometheus.js';
 import { startGround } from '../test/env/start-ground.js';
+import { watchLoop, type LoopWatch } from './demo-loop.js';
 
 const SERVICE = 'hello';
 const NAMESPACE = 'demo';
 const TOKEN = 'demo';
+const HOOK_TOKEN = 'alertmanager';
 const DEFAULT_PORT = 8080;
+/** The bounded load on the Service: requests per second, and for how long at most. */
+const LOAD_RATE = 30;
+const LOAD_MINUTES = 15;
+/** Every version's own latency; the bad canary's is 1.5× the latency threshold above it. */
+const STABLE_LATENCY_MS = 10;
+const SLOW_LATENCY_MS = STABLE_LATENCY_MS + Math.round(1.5 * GROUND_MONITORING.latencyThresholdSeconds * 1000);
 
 /**
  * Prints to stdout, and once stdout is gone (piped into `tee`, which Ctrl-C ends first: EPIPE) to stderr, so that
@@ -108,14 +125,17 @@ function prepare(missing: string): Promise<void> {
  * answers is the VERSION the deployer sets); its Service has a fixed ClusterIP, so that the demo can print the curl
  * before the first deploy.
  */
-const manifests = (image: string, greeting: string, replicas: number, clusterIP: string): Record<string, string> => ({
+const manifests = (image: string, greeting: string, replicas: number, clusterIP: string, latencyMs = STABLE_LATENCY_MS): Record<string, string> => ({
   'kubernetes/deployment.yaml': deploymentYaml({
     name: SERVICE,
     image,
     replicas,
     container: SERVICE,
     imageComment: 'No tag: the deployer writes the version it deploys (main-<sha7>) and its digest.',
+    env: { LATENCY_MS: String(latencyMs) },
     envFrom: `${SERVICE}-config`,
+    // The shipped Prometheus configuration scrapes the port a pod names here.
+    podAnnotations: { 'prometheus.io/port': '8080' },
     realNode: { schedulerName: SCHEDULER_NAME },
   }),
   'kubernetes/service.yaml': serviceYaml(SERVICE, { clusterIP }),
@@ -143,12 +163,16 @@ async function main(): Promise<void> {
   mkdirSync(logsDir, { recursive: true });
   const parts: Array<Started<unknown>> = [];
   let closeApp: (() => Promise<void>) | undefined;
+  let load: Load | undefined;
+  let watch: LoopWatch | undefined;
   let stopping = false;
 
   const stop = async (code: number): Promise<void> => {
     if (stopping) return;
     stopping = true;
     say('demo: stopping the deployer, Kubernetes, the registry and the git server');
+    watch?.stop();
+    await load?.stop();
     // A deploy in flight gets a few seconds to finish; the servers go in any case.
     await Promise.race([closeApp?.(), new Promise((r) => setTimeout(r, 10_000).unref())]).catch(() => undefined);
     await Promise.all(parts.map((p) => p.stop().catch(() => undefined)));
@@ -166,17 +190,19 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
 
   try {
-    say(`demo: starting a Kubernetes control plane with a node, a registry and a git server (logs in ${logsDir})`);
+    say(`demo: starting a Kubernetes control plane with a node, a registry, a git server, Prometheus and Alertmanager (logs in ${logsDir})`);
     // depctl builds while the servers start; both take a while on 2 cores.
     const depctlBuilt = buildDepctl(join(logsDir, 'depctl-build.log'));
-    const started = await startGround({ base, logsDir, parts: ['kube', 'registry', 'git', 'node'] });
+    const started = await startGround({ base, logsDir, parts: ['kube', 'registry', 'git', 'node', 'prometheus'] });
     parts.push(started);
-    const { kube, registry: registries, git, node } = started.info;
-    if (kube === undefined || registries === undefined || git === undefined || node === undefined) throw new Error('the ground did not start');
+    const { kube, registry: registries, git, node, prometheus } = started.info;
+    if (kube === undefined || registries === undefined || git === undefined || node === undefined || prometheus === undefined) {
+      throw new Error('the ground did not start');
+    }
     if (stopping) return;
     const logger = pino({ level: 'info', base: { app: 'deployer' } }, pino.destination({ dest: join(logsDir, 'deployer.log'), sync: true }));
 
-    say(`demo: creating the repository ${SERVICE}.git with three commits and pushing an image for each`);
+    say(`demo: creating the repository ${SERVICE}.git with four commits and pushing an image for each`);
     const registry = registries.anonymous;
     const imageRepository = `demo/${SERVICE}`;
     const image = `${registry}/${imageRepository}`;
@@ -185,14 +211,16 @@ async function main(): Promise<void> {
       { files: { ...manifests(image, 'Hello', 2, serviceIp), 'README.md': `# ${SERVICE}\n` }, message: 'hello: first version' },
       { files: manifests(image, 'Hello, friend', 2, serviceIp), message: 'hello: a friendlier greeting' },
       { files: manifests(image, 'Hello, friend', 3, serviceIp), message: 'hello: three replicas' },
+      { files: manifests(image, 'Hello, friend', 3, serviceIp, SLOW_LATENCY_MS), message: 'hello: a slower greeting' },
     ]);
     const commits = repo.shas.map((sha) => ({ sha, short: sha.slice(0, 7) }));
     for (const c of commits) await pushProgramImage({ host: registry, repository: imageRepository, tag: `main-${c.short}`, program: 'sample' });
 
     const secret = randomBytes(12).toString('hex');
+    const hookSecret = randomBytes(12).toString('hex');
     const raw = {
       listen: { host: '127.0.0.1', port },
-      tokens: { [TOKEN]: { secret: { value: secret } } },
+      tokens: { [TOKEN]: { secret: { value: secret } }, [HOOK_TOKEN]: { secret: { value: hookSecret }, actions: ['rollback'] } },
       services: {
         [SERVICE]: {
           repository: {
@@ -206,6 +234,8 @@ async function main(): Promise<void> {
       cache: { dir: join(base, 'cache') },
       kubernetes: { kubeconfig: kube.adminKubeconfig },
       versions: { registryWaitSeconds: 10 },
+      // The gated promote judges as the ground's rules do: the same window and least number of requests.
+      analysis: { prometheus: { url: prometheus.url }, window: GROUND_MONITORING.window, minRequests: GROUND_MONITORING.minRequests },
     };
     const configFile = join(base, 'config.yaml');
     // JSON is YAML; the secrets are inline, which is for demos only.
@@ -218,7 +248,19 @@ async function main(): Promise<void> {
     if (stopping) return;
 
     const url = address.replace(/\/$/, '');
-    const [c1, c2, c3] = commits as [(typeof commits)[0], (typeof commits)[0], (typeof commits)[0]];
+    const [c1, c2, c3, c4] = commits as [(typeof commits)[0], (typeof commits)[0], (typeof commits)[0], (typeof commits)[0]];
+    await routeAlertsTo(prometheus.alertmanager, { url, username: HOOK_TOKEN, secret: hookSecret });
+    load = startLoad({ address: `${serviceIp}:80`, rate: LOAD_RATE, durationMs: LOAD_MINUTES * 60_000, allowedCidrs: [node.serviceCidr] });
+    watch = watchLoop({
+      deployerUrl: url,
+      authorization: `Basic ${Buffer.from(`${TOKEN}:${secret}`).toString('base64')}`,
+      service: SERVICE,
+      namespace: NAMESPACE,
+      prometheus: new PrometheusClient({ connection: { url: prometheus.url, timeoutSeconds: 5 }, logger }),
+      serviceLabel: GROUND_MONITORING.labels.service,
+      window: GROUND_MONITORING.window,
+      say,
+    });
     const kubeconfig = kube.adminKubeconfig;
     const curl = (path: string, data?: string): string =>
       `curl -sS -u ${TOKEN}:${secret}${data === undefined ? ' -X PUT' : ` --data ${data}`} ${url}/${SERVICE}/${path}`;
@@ -229,7 +271,7 @@ async function main(): Promise<void> {
 
     say();
     say(`The deployer listens on ${url} (config ${configFile}, log ${join(logsDir, 'deployer.log')}).`);
-    say(`Service "${SERVICE}" (namespace ${NAMESPACE}) has the commits ${c1.short}, ${c2.short}, ${c3.short}; each has its image tag main-<sha7>.`);
+    say(`Service "${SERVICE}" (namespace ${NAMESPACE}) has the commits ${c1.short}, ${c2.short}, ${c3.short}, ${c4.short}; each has its image tag main-<sha7>.`);
     say();
     say('# deploy the first commit');
     say(curl('deploy', `commit=${c1.short}`));
@@ -255,10 +297,20 @@ async function main(): Promise<void> {
     say(`kubectl --kubeconfig ${kubeconfig} get deploy,rs,svc,cm -n ${NAMESPACE} -o wide`);
     say(`curl -sS ${url}/metrics | grep ^deployer_deploy`);
     say(`curl -sS ${url}/readyz`);
+    say('# the regression-testing loop (README: Regression testing): after the first deploy, a canary that is slow...');
+    say(`# (${c4.short} answers ${SLOW_LATENCY_MS - STABLE_LATENCY_MS} ms slower) is rolled back by the monitor within seconds;`);
+    say(curl('canary', `commit=${c4.short}`));
+    say(`# a good canary (${c3.short}) is promoted by the gated promote once it served ${GROUND_MONITORING.minRequests} requests in ${GROUND_MONITORING.window}`);
+    say(curl('canary', `commit=${c3.short}`));
+    say(curl('promote', 'analysis=true'));
+    say(`depctl promote ${SERVICE} --analysis`);
+    say(`# Prometheus at ${prometheus.url} (try the query ALERTS), Alertmanager at ${prometheus.alertmanager.url}`);
+    say(`curl -sS ${prometheus.url}/api/v1/alerts`);
     say('# a deployer of your own against this cluster (README: Run it on your machine)');
     say(`export KUBECONFIG=${kubeconfig}`);
     say();
     say('(the pods run on a local node: containerd and a kubelet in network namespaces of the demo\'s own)');
+    say(`(load: ${LOAD_RATE} requests/s to http://${serviceIp}/ for ${LOAD_MINUTES} minutes; what becomes of each canary is printed below)`);
     say('ready — Ctrl-C stops everything');
   } catch (err) {
     process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -19,86 +19,82 @@ const duration = z.string().regex(PROMETHEUS_DURATION, 'a Prometheus duration su
 const number = (min: number, max: number) => z.coerce.number().min(min).max(max);
 const labelName = z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Prometheus label name');
 
-/** Each flag: its schema and the parameter it sets (a function of the parsed value). */
-const FLAGS = {
-  window: { schema: duration, help: `window of every figure (${DEFAULT_COMPARISON.window})` },
-  quantile: { schema: number(0.5, 0.999), help: `latency quantile (${DEFAULT_COMPARISON.quantile})` },
-  'latency-threshold-ms': { schema: number(1, 60_000), help: `canary slower than stable by more than this (${DEFAULT_COMPARISON.latencyThresholdSeconds * 1000})` },
-  'error-ratio-threshold': { schema: number(0.0001, 1), help: `canary error ratio above stable by more than this (${DEFAULT_COMPARISON.errorRatioThreshold})` },
-  'min-requests': { schema: number(1, 1e9), help: `fewer requests in the window is not enough data (${DEFAULT_COMPARISON.minRequests})` },
-  'cpu-ratio': { schema: number(1, 100), help: `canary CPU per pod over stable's times this (${DEFAULT_COMPARISON.cpuRatio})` },
-  'cpu-margin-cores': { schema: number(0, 1000), help: `... and by more than this (${DEFAULT_COMPARISON.cpuMarginCores})` },
-  'memory-ratio': { schema: number(1, 100), help: `canary memory per pod over stable's times this (${DEFAULT_COMPARISON.memoryRatio})` },
-  'memory-margin-bytes': { schema: number(0, 1e15), help: `... and by more than this (${DEFAULT_COMPARISON.memoryMarginBytes})` },
-  for: { schema: duration, help: `how long a comparison holds before its alert fires (${DEFAULT_MONITORING.for})` },
-  'scrape-interval': { schema: duration, help: `(${DEFAULT_MONITORING.scrapeInterval})` },
-  'evaluation-interval': { schema: duration, help: `(${DEFAULT_MONITORING.evaluationInterval})` },
-  'group-wait': { schema: duration, help: `Alertmanager's wait before the first notification (${DEFAULT_MONITORING.groupWait})` },
-  'requests-metric': { schema: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/), help: `request counter with a code label (${DEFAULT_COMPARISON.metrics.requests})` },
-  'latency-metric': { schema: z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/), help: `latency histogram in seconds (${DEFAULT_COMPARISON.metrics.latency})` },
-  'error-codes': { schema: z.string().min(1), help: `regular expression of error codes (${DEFAULT_COMPARISON.metrics.errorCodes})` },
-  'service-label': { schema: labelName, help: `target and alert label naming the service, = the deployer's hooks.serviceLabel (${DEFAULT_COMPARISON.labels.service})` },
-  domain: { schema: z.string().min(1), help: `the deployer's labels.domain (${DEFAULT_MONITORING.domain})` },
-  'track-label': { schema: z.string().min(1), help: `the deployer's labels.track (${DEFAULT_MONITORING.podTrackLabel})` },
-  'deployer-url': { schema: z.url(), help: `the deployer's base URL as Alertmanager reaches it (${DEFAULT_MONITORING.deployerUrl})` },
-  'hook-username': { schema: z.string().min(1), help: `the deployer token Alertmanager uses (${DEFAULT_MONITORING.hookUsername})` },
-  'hook-password-file': { schema: z.string().min(1), help: `file holding that token's secret (${DEFAULT_MONITORING.hookPasswordFile})` },
-  alertmanager: { schema: z.string().min(1), help: `Alertmanager host:port, comma-separated (${DEFAULT_MONITORING.alertmanagers.join(',')})` },
-  out: { schema: z.string().min(1), help: 'write the ConfigMaps here (kubernetes/monitoring)' },
-  raw: { schema: z.string().min(1), help: 'write the plain files here instead' },
-} as const;
-type Flag = keyof typeof FLAGS;
+type Params = { -readonly [K in keyof MonitoringParams]: MonitoringParams[K] };
 
-export function paramsFrom(values: Partial<Record<Flag, string>>): MonitoringParams {
-  const get = <F extends Flag>(flag: F): z.infer<(typeof FLAGS)[F]['schema']> | undefined => {
-    const raw = values[flag];
-    if (raw === undefined) return undefined;
-    const parsed = FLAGS[flag].schema.safeParse(raw);
-    if (!parsed.success) throw new Error(`--${flag} ${raw}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
-    return parsed.data as z.infer<(typeof FLAGS)[F]['schema']>;
-  };
-  const d = DEFAULT_COMPARISON;
-  const m = DEFAULT_MONITORING;
-  const latencyMs = get('latency-threshold-ms');
+/** A flag that sets a parameter: its help line, and how its value (parsed by its schema) changes the parameters. */
+interface ParamFlag {
+  readonly help: string;
+  apply(name: string, raw: string, params: Params): void;
+}
+
+function flag<T>(schema: z.ZodType<T>, help: string, set: (params: Params, value: T) => void): ParamFlag {
   return {
-    window: get('window') ?? d.window,
-    quantile: get('quantile') ?? d.quantile,
-    latencyThresholdSeconds: latencyMs === undefined ? d.latencyThresholdSeconds : latencyMs / 1000,
-    errorRatioThreshold: get('error-ratio-threshold') ?? d.errorRatioThreshold,
-    minRequests: get('min-requests') ?? d.minRequests,
-    cpuRatio: get('cpu-ratio') ?? d.cpuRatio,
-    cpuMarginCores: get('cpu-margin-cores') ?? d.cpuMarginCores,
-    memoryRatio: get('memory-ratio') ?? d.memoryRatio,
-    memoryMarginBytes: get('memory-margin-bytes') ?? d.memoryMarginBytes,
-    metrics: {
-      requests: get('requests-metric') ?? d.metrics.requests,
-      errorCodes: get('error-codes') ?? d.metrics.errorCodes,
-      latency: get('latency-metric') ?? d.metrics.latency,
+    help,
+    apply(name, raw, params) {
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) throw new Error(`--${name} ${raw}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+      set(params, parsed.data);
     },
-    labels: { service: get('service-label') ?? d.labels.service, track: d.labels.track },
-    job: d.job,
-    for: get('for') ?? m.for,
-    scrapeInterval: get('scrape-interval') ?? m.scrapeInterval,
-    evaluationInterval: get('evaluation-interval') ?? m.evaluationInterval,
-    groupWait: get('group-wait') ?? m.groupWait,
-    domain: get('domain') ?? m.domain,
-    podTrackLabel: get('track-label') ?? m.podTrackLabel,
-    deployerUrl: get('deployer-url') ?? m.deployerUrl,
-    hookUsername: get('hook-username') ?? m.hookUsername,
-    hookPasswordFile: get('hook-password-file') ?? m.hookPasswordFile,
-    alertmanagers: get('alertmanager')?.split(',') ?? [...m.alertmanagers],
   };
 }
 
+const C = DEFAULT_COMPARISON;
+const M = DEFAULT_MONITORING;
+const metricName = z.string().regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a Prometheus metric name');
+
+/** One table: every parameter flag, its schema, its help (with its default) and what it sets. */
+const PARAM_FLAGS = {
+  window: flag(duration, `window of every figure (${C.window})`, (p, v) => (p.window = v)),
+  quantile: flag(number(0.5, 0.999), `latency quantile (${C.quantile})`, (p, v) => (p.quantile = v)),
+  'latency-threshold-ms': flag(number(1, 60_000), `canary slower than stable by more than this (${C.latencyThresholdSeconds * 1000})`, (p, v) => (p.latencyThresholdSeconds = v / 1000)),
+  'error-ratio-threshold': flag(number(0.0001, 1), `canary error ratio above stable by more than this (${C.errorRatioThreshold})`, (p, v) => (p.errorRatioThreshold = v)),
+  'min-requests': flag(number(1, 1e9), `fewer requests in the window is not enough data (${C.minRequests})`, (p, v) => (p.minRequests = v)),
+  'cpu-ratio': flag(number(1, 100), `canary CPU per pod over stable's times this (${C.cpuRatio})`, (p, v) => (p.cpuRatio = v)),
+  'cpu-margin-cores': flag(number(0, 1000), `... and by more than this (${C.cpuMarginCores})`, (p, v) => (p.cpuMarginCores = v)),
+  'memory-ratio': flag(number(1, 100), `canary memory per pod over stable's times this (${C.memoryRatio})`, (p, v) => (p.memoryRatio = v)),
+  'memory-margin-bytes': flag(number(0, 1e15), `... and by more than this (${C.memoryMarginBytes})`, (p, v) => (p.memoryMarginBytes = v)),
+  for: flag(duration, `how long a comparison holds before its alert fires (${M.for})`, (p, v) => (p.for = v)),
+  'scrape-interval': flag(duration, `(${M.scrapeInterval})`, (p, v) => (p.scrapeInterval = v)),
+  'evaluation-interval': flag(duration, `(${M.evaluationInterval})`, (p, v) => (p.evaluationInterval = v)),
+  'group-wait': flag(duration, `Alertmanager's wait before the first notification (${M.groupWait})`, (p, v) => (p.groupWait = v)),
+  'requests-metric': flag(metricName, `request counter with a code label (${C.metrics.requests})`, (p, v) => (p.metrics = { ...p.metrics, requests: v })),
+  'latency-metric': flag(metricName, `latency histogram in seconds (${C.metrics.latency})`, (p, v) => (p.metrics = { ...p.metrics, latency: v })),
+  'error-codes': flag(z.string().min(1), `regular expression of error codes (${C.metrics.errorCodes})`, (p, v) => (p.metrics = { ...p.metrics, errorCodes: v })),
+  'service-label': flag(labelName, `target and alert label naming the service, = the deployer's hooks.serviceLabel (${C.labels.service})`, (p, v) => (p.labels = { ...p.labels, service: v })),
+  domain: flag(z.string().min(1), `the deployer's labels.domain (${M.domain})`, (p, v) => (p.domain = v)),
+  'track-label': flag(z.string().min(1), `the deployer's labels.track (${M.podTrackLabel})`, (p, v) => (p.podTrackLabel = v)),
+  'deployer-url': flag(z.url(), `the deployer's base URL as Alertmanager reaches it (${M.deployerUrl})`, (p, v) => (p.deployerUrl = v)),
+  'hook-username': flag(z.string().min(1), `the deployer token Alertmanager uses (${M.hookUsername})`, (p, v) => (p.hookUsername = v)),
+  'hook-password-file': flag(z.string().min(1), `file holding that token's secret (${M.hookPasswordFile})`, (p, v) => (p.hookPasswordFile = v)),
+  alertmanager: flag(z.string().min(1), `Alertmanager host:port, comma-separated (${M.alertmanagers.join(',')})`, (p, v) => (p.alertmanagers = v.split(','))),
+} as const satisfies Record<string, ParamFlag>;
+type ParamFlagName = keyof typeof PARAM_FLAGS;
+
+/** Where the rendering goes (not parameters of it). */
+const OUTPUT_FLAGS = {
+  out: 'write the ConfigMaps here (kubernetes/monitoring)',
+  raw: 'write the plain files here instead',
+} as const;
+
+/** The parameters the flags `values` give (flag name → its text), each checked by its schema; the defaults otherwise. */
+export function paramsFrom(values: Partial<Record<ParamFlagName, string>>): MonitoringParams {
+  const params: Params = { ...C, ...M, alertmanagers: [...M.alertmanagers] };
+  for (const [name, raw] of Object.entries(values)) {
+    if (raw !== undefined && Object.hasOwn(PARAM_FLAGS, name)) PARAM_FLAGS[name as ParamFlagName].apply(name, raw, params);
+  }
+  return params;
+}
+
 function main(argv: readonly string[]): void {
-  const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }]));
+  const names = [...Object.keys(PARAM_FLAGS), ...Object.keys(OUTPUT_FLAGS)];
+  const options = Object.fromEntries(names.map((f) => [f, { type: 'string' as const }]));
   const { values } = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean' } }, strict: true });
   if (values['help'] === true) {
-    const lines = Object.entries(FLAGS).map(([flag, { help }]) => `  --${flag.padEnd(22)} ${help}`);
-    process.stdout.write(`Usage: npm run monitoring -- [flags]\n${lines.join('\n')}\n`);
+    const helps: Array<[string, string]> = [...Object.entries(PARAM_FLAGS).map(([f, { help }]): [string, string] => [f, help]), ...Object.entries(OUTPUT_FLAGS)];
+    process.stdout.write(`Usage: npm run monitoring -- [flags]\n${helps.map(([f, help]) => `  --${f.padEnd(22)} ${help}`).join('\n')}\n`);
     return;
   }
-  const flags = values as Partial<Record<Flag, string>>;
+  const flags = values as Partial<Record<ParamFlagName | keyof typeof OUTPUT_FLAGS, string>>;
   const params = paramsFrom(flags);
   const raw = flags.raw;
   const dir = resolve(raw ?? flags.out ?? join(import.meta.dirname, '..', 'kubernetes', 'monitoring'));

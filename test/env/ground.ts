@@ -1,4 +1,5 @@
 import { inject } from 'vitest';
+import type { AlertmanagerGround } from './alertmanager.js';
 import type { PartName } from './parts.js';
 
 /**
@@ -74,12 +75,20 @@ export interface NodeGround {
   runDir: string;
 }
 
-/** Prometheus (`prometheus` part), scraping the targets the tests list in `targetsDir` every second. */
+/**
+ * Prometheus and Alertmanager (`prometheus` part), configured from the shipped rendering with short windows: every
+ * second Prometheus scrapes the node's pods (found through `discoveryUrl`, test/env/pod-sd.ts), cAdvisor through the
+ * apiserver, and the targets the tests list in `targetsDir`; its alerts go to `alertmanager`, which a test points at
+ * its deployer (test/env/alertmanager.ts routeAlertsTo).
+ */
 export interface PrometheusGround {
   /** http://127.0.0.1:PORT */
   url: string;
-  /** File discovery: `pods-*.json` for the pods job, `cadvisor-*.json` for cAdvisor targets. */
+  /** File discovery: `pods-*.json` for the pods job (entries carry a pod's meta labels), `cadvisor-*.json` for stand-in cAdvisor targets. */
   targetsDir: string;
+  /** The HTTP service discovery standing in for kubernetes_sd: `/pods` and `/nodes` of the ground's apiserver. */
+  discoveryUrl: string;
+  alertmanager: AlertmanagerGround;
 }
 
 export interface Ground {

@@ -28,6 +28,8 @@ export interface DeploymentSpec {
    * container gets a readiness probe on GET /ready and a liveness probe on GET /healthz (port 8080).
    */
   readonly realNode?: { readonly schedulerName: string };
+  /** Annotations of the pod template (e.g. `prometheus.io/port` for the shipped scrape configuration). */
+  readonly podAnnotations?: Readonly<Record<string, string>>;
   /** The Deployment's progressDeadlineSeconds (Kubernetes' default: 600). */
   readonly progressDeadlineSeconds?: number;
 }
@@ -48,6 +50,9 @@ export function deploymentYaml(spec: DeploymentSpec): string {
     '  template:',
     '    metadata:',
     `      labels: { app: ${name} }`,
+    ...(spec.podAnnotations === undefined
+      ? []
+      : [`      annotations: { ${Object.entries(spec.podAnnotations).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} }`]),
     '    spec:',
     ...(spec.realNode === undefined
       ? []

@@ -163,6 +163,9 @@ export async function startNode(options: {
       `--node-ip=${network.nodeAddress}`,
       '--container-runtime=remote',
       `--container-runtime-endpoint=unix://${socket}`,
+      // cAdvisor (the kubelet's /metrics/cadvisor) names a container's pod and namespace only when it finds the
+      // container in containerd, which it asks at this socket (its default is the machine's /run/containerd).
+      `--containerd=${socket}`,
       `--root-dir=${join(dir, 'kubelet')}`,
       `--cert-dir=${join(dir, 'kubelet', 'pki')}`,
       `--volume-plugin-dir=${join(dir, 'kubelet', 'volume-plugins')}`,

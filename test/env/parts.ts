@@ -14,7 +14,7 @@ export const ALL_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn',
 export const DEFAULT_PARTS: readonly PartName[] = ['kube', 'registry', 'git', 'svn', 'node', 'prometheus'];
 
 /** The tests that need the `node` part (real pods). */
-export const NODE_TESTS: readonly string[] = ['test/node/**/*.test.ts', 'test/ground/node.test.ts'];
+export const NODE_TESTS: readonly string[] = ['test/node/**/*.test.ts', 'test/ground/node.test.ts', 'test/monitoring/loop.test.ts'];
 
 export function wantedParts(env: Readonly<Record<string, string | undefined>> = process.env): PartName[] {
   return (env['TESTGROUND_PARTS'] ?? DEFAULT_PARTS.join(','))

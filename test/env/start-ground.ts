@@ -61,7 +61,9 @@ export async function startGround(options: { base: string; logsDir: string; part
     },
     prometheus: async () => {
       const { startPrometheus } = await import('./prometheus.js');
-      const s = await startPrometheus(join(base, 'prometheus'), logsDir);
+      // Its discovery and cAdvisor job read the apiserver: it starts once the kube part is up (a second or two more).
+      if (wanted.includes('kube')) await kubeUp?.catch(() => undefined);
+      const s = await startPrometheus(join(base, 'prometheus'), logsDir, ground.kube);
       stops.push(() => s.stop());
       ground.prometheus = s.info;
     },
@@ -85,8 +87,11 @@ export async function startGround(options: { base: string; logsDir: string; part
     },
   };
 
-  const first = wanted.filter((p) => p !== 'node');
-  const results: PromiseSettledResult<void>[] = await Promise.allSettled(first.map((p) => starters[p]()));
+  const first = wanted.filter((p) => p !== 'node' && p !== 'prometheus');
+  const started = first.map((p) => starters[p]());
+  const kubeUp = wanted.includes('kube') ? started[first.indexOf('kube')] : undefined;
+  if (wanted.includes('prometheus')) started.push(starters.prometheus());
+  const results: PromiseSettledResult<void>[] = await Promise.allSettled(started);
   if (network !== undefined) {
     stops.push(() => network.stop());
     if (!results.some((r) => r.status === 'rejected')) results.push(...(await Promise.allSettled([starters.node()])));

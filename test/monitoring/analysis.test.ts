@@ -6,7 +6,7 @@ import type { ServiceConfig } from '../../src/config/load.js';
 import { UpstreamError } from '../../src/errors.js';
 import { comparisonOf, judge, PrometheusAnalysis } from '../../src/prometheus/analysis.js';
 import { ANSWER_LIMIT_BYTES, PrometheusClient } from '../../src/prometheus/client.js';
-import type { ComparisonParams } from '../../src/prometheus/comparisons.js';
+import type { MonitoringParams } from '../../src/prometheus/render.js';
 import { FileConfig } from '../../src/config/schema.js';
 import { ground } from '../env/ground.js';
 import { GROUND_MONITORING } from '../env/prometheus.js';
@@ -15,7 +15,7 @@ import type { TrackTraffic } from './series.js';
 import { startTargets, type Targets } from './targets.js';
 
 const logger = pino({ level: 'silent' });
-const PARAMS: ComparisonParams = GROUND_MONITORING;
+const PARAMS: MonitoringParams = GROUND_MONITORING;
 const STABLE: TrackTraffic = { perInterval: 20, latencySeconds: 0.02, errorRatio: 0.01, cpuCores: 0.2, memoryBytes: 100e6 };
 const GOOD: TrackTraffic = { ...STABLE, perInterval: 10 };
 

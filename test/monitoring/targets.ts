@@ -2,13 +2,14 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { ComparisonParams } from '../../src/prometheus/comparisons.js';
+import { metaLabelName, type MonitoringParams } from '../../src/prometheus/render.js';
 import { podSeries, type Pod, type Series, type TrackTraffic } from './series.js';
 
 /**
  * Real loopback scrape targets for the ground's Prometheus: one HTTP server exposing, per pod, the series the pod
  * and cAdvisor would expose (counters that grow with wall time at the wanted rate), and the file discovery entries
- * that give each pod the target labels the shipped relabelling would (namespace, pod, service, track, version).
+ * that carry the meta labels Kubernetes discovery gives such a pod (its labels and `prometheus.io/*` annotations), so
+ * that the shipped relabelling turns them into the target labels (namespace, pod, service, track, version).
  */
 export interface Targets {
   /** Writes the discovery files of `name` (pods and cAdvisor); Prometheus picks them up within a second. */
@@ -29,7 +30,7 @@ function exposition(series: readonly Series[], elapsedSeconds: number, cadvisor:
   return lines.join('\n') + '\n';
 }
 
-export async function startTargets(params: ComparisonParams, targetsDir: string): Promise<Targets> {
+export async function startTargets(params: MonitoringParams, targetsDir: string): Promise<Targets> {
   const started = Date.now();
   const pods = new Map<string, Series[]>();
   const server: Server = createServer((req, res) => {
@@ -43,7 +44,10 @@ export async function startTargets(params: ComparisonParams, targetsDir: string)
     res.end(exposition(series, (Date.now() - started) / 1000, match[1] === 'cadvisor'));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const port = (server.address() as AddressInfo).port;
+  const address = `127.0.0.1:${port}`;
+  const label = (key: string): string => `__meta_kubernetes_pod_label_${metaLabelName(key)}`;
+  const annotation = (key: string): string => `__meta_kubernetes_pod_annotation_${metaLabelName(key)}`;
   const { service: serviceLabel, track: trackLabel } = params.labels;
   // The pods job must not see the target labels in the exposition: they come from discovery, as in a cluster.
   const strip = new Set([...TARGET_LABELS, serviceLabel, trackLabel]);
@@ -61,10 +65,18 @@ export async function startTargets(params: ComparisonParams, targetsDir: string)
         pods_.map((p) => ({
           targets: [address],
           labels: {
-            __metrics_path__: `/${kind}/${encodeURIComponent(p.pod)}/metrics`,
             ...(kind === 'pods'
-              ? { namespace: p.namespace, pod: p.pod, [serviceLabel]: p.service, [trackLabel]: p.track, version: p.version ?? p.track }
-              : { instance: `node-of-${p.pod}` }),
+              ? {
+                  __meta_kubernetes_namespace: p.namespace,
+                  __meta_kubernetes_pod_name: p.pod,
+                  __meta_kubernetes_pod_phase: 'Running',
+                  [label(params.podTrackLabel)]: p.track,
+                  [label(`${params.domain}/service`)]: p.service,
+                  [label('app.kubernetes.io/version')]: p.version ?? p.track,
+                  [annotation('prometheus.io/port')]: String(port),
+                  [annotation('prometheus.io/path')]: `/pods/${encodeURIComponent(p.pod)}/metrics`,
+                }
+              : { __metrics_path__: `/cadvisor/${encodeURIComponent(p.pod)}/metrics`, instance: `node-of-${p.pod}` }),
           },
         }));
       // Through a rename: Prometheus reads a file as soon as it appears, and must not see half of it.

@@ -88,6 +88,21 @@ describe('npm run demo (scripts/demo.ts)', () => {
     expect(served).toContain(`"version":"${deployed.tag}"`);
     expect(lines.some((l) => l.startsWith('curl --no-progress-meter --parallel') && l.includes(serviceArgs.at(-1) ?? '?'))).toBe(true);
 
+    // The regression-testing loop: the printed bad canary (slower by 1.5× the threshold) is rolled back by the
+    // monitor under the demo's load, and the demo says so, with the alert and the figures.
+    expect(lines).toContainEqual(expect.stringMatching(/^# Prometheus at http:\/\/127\.0\.0\.1:\d+ \(try the query ALERTS\), Alertmanager at http:\/\/127\.0\.0\.1:\d+$/));
+    const slowAt = lines.findIndex((l) => /answers \d+ ms slower/.test(l));
+    const bad = lines.slice(slowAt).find((l) => l.startsWith('curl ') && l.includes('/canary')) ?? '';
+    const [, ...badArgs] = words(bad);
+    const canaryAnswer = await promisify(execFile)('curl', [...badArgs, '--write-out', '\n%{http_code}'], { timeout: 60_000 });
+    expect(canaryAnswer.stdout.trimEnd().split('\n').pop(), canaryAnswer.stdout).toBe('200');
+    const rolledBack = await Promise.race([tee.line((l) => /^demo: canary main-[0-9a-f]{7} was (rolled back|removed|promoted)/.test(l)), failed]);
+    expect(rolledBack).toMatch(
+      /^demo: canary main-[0-9a-f]{7} was rolled back by Prometheus → Alertmanager → the deployer's hook [\d.]+ s after it started: CanaryLatencyRegression, p95 latency [\d.]+ ms \(stable [\d.]+ ms\), error ratio/,
+    );
+    expect(lines.some((l) => l.startsWith('curl ') && l.includes('--data analysis=true') && l.includes('/promote'))).toBe(true);
+    expect(lines).toContain('depctl promote hello --analysis');
+
     // Printed for the other flows too.
     for (const path of ['/canary', '/promote', '/rollback']) expect(lines.some((l) => l.startsWith('curl ') && l.includes(path)), path).toBe(true);
     // depctl: short commands after one export line; its rollback does what the curl line does (to=previous).
