@@ -120,7 +120,7 @@ describe('GitSource against the git server', () => {
   it('leaves a large file a new commit added on the server: only the small new blobs come with the commit', async () => {
     const repo = await createRepo(g.root, 'src-fetch-big', [{ files: { 'kubernetes/app.yaml': 'v: 1\n' } }]);
     const { source } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
     await source.filesAt(svc, await source.resolve(svc, repo.shas[0] ?? ''));
     const before = (await requestsFor(g, 'src-fetch-big.git')).length;
 
@@ -140,7 +140,7 @@ describe('GitSource against the git server', () => {
     const lines = (what: string, v: number): string => Array.from({ length: 300 }, (_, i) => `${what} line ${i} ${i === 7 ? v : 0}`).join('\n');
     const repo = await createRepo(g.root, 'src-thin', [{ files: { 'kubernetes/app.yaml': lines('app', 1), 'src/app.c': lines('src', 1) } }]);
     const { source, cacheDir } = newSource();
-    const svc = service(`${g.baseUrl}${repo.urlPath}`, { credentials: credentials(g) });
+    const svc = gitService(`${g.baseUrl}${repo.urlPath}`, { credentials: groundLogin(g) });
     await source.resolve(svc, repo.shas[0] ?? '');
     const [cache] = cachedRepos(cacheDir);
     writeFileSync(join(cacheDir, 'git', cache ?? 'none', 'marker'), 'still the same cache');
