@@ -201,13 +201,14 @@ export async function createGroundNetwork(options: { init: string; logsDir: stri
   const cgroupRoot = `/${CGROUP_PREFIX}${process.pid}`;
   const stop = async (): Promise<void> => {
     await holder.stop(2_000);
-    // The kernel kills the namespace's processes asynchronously; their cgroups can go once they are gone.
+    // The kernel kills the namespace's processes asynchronously; their cgroups can go once they are gone (on a busy
+    // machine that took over 30 s once: a full suite's teardown case found all ten hierarchies still there).
     await waitFor(
       () => {
         removeCgroups(process.pid);
         return Promise.resolve(subsystems().every((s) => !existsSync(join(CGROUP_ROOT, s, cgroupRoot))));
       },
-      { what: 'the ground cgroups to be removed', timeoutMs: 10_000, intervalMs: 200 },
+      { what: 'the ground cgroups to be removed', timeoutMs: 45_000, intervalMs: 200 },
     ).catch(() => undefined);
   };
   try {

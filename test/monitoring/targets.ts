@@ -86,6 +86,11 @@ export async function startTargets(params: MonitoringParams, targetsDir: string)
         renameSync(`${file}.tmp`, file);
       }
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // Prometheus scrapes over kept-alive connections every second: close them, or close() waits for ever.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -123,7 +123,7 @@ describe('Jobs on real pods', () => {
     expect(failed.status, JSON.stringify(failed.body)).toBe(422);
     expect(failed.body['objects']).toEqual([expect.objectContaining({ kind: 'Job', name: 'report', action: 'replaced' })]);
     expect(failed.body['verdict']).toMatchObject({ result: 'failure', deployments: [{ kind: 'Job', name: 'report', state: 'failed' }] });
-    expect(failed.body['error']).toMatch(/^the rollout failed: report: BackoffLimitExceeded: Job has reached the specified backoff limit \(0\/1 succeeded, 0 active, 1 failed, backoffLimit 0\)$/);
+    expect(failed.body['error']).toMatch(/^the rollout failed: Job report: BackoffLimitExceeded: Job has reached the specified backoff limit \(0\/1 succeeded, 0 active, 1 failed, backoffLimit 0\)$/);
   }, 240_000);
 
   it('a migration Job completes before the Deployment is applied; the verdict covers both', async () => {
