@@ -1,6 +1,8 @@
 import { request } from 'node:http';
+import { serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import type { FixtureCommit } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
-import { adminClient, kubeRequest } from '../env/kube-helpers.js';
+import { adminClient, createNamespace, kubeRequest } from '../env/kube-helpers.js';
 import { deploymentYaml, serviceYaml, type DeploymentSpec } from '../env/manifests.js';
 import { pushProgramImage } from '../env/node-images.js';
 
@@ -14,6 +16,55 @@ export async function pushSample(repository: string, tags: readonly string[]): P
   const host = ground('registry').anonymous;
   for (const tag of tags) await pushProgramImage({ host, repository, tag, program: 'sample' });
   return `${host}/${repository}`;
+}
+
+export interface SampleServiceOptions {
+  /** Names the namespace, the image repository and the service. */
+  readonly prefix: string;
+  /** The service's commits, given the (untagged) image they deploy; each is pushed as `main-SHORT`. */
+  readonly commits: (image: string) => FixtureCommit[];
+  /** The deployer's `tokens` block. */
+  readonly tokens: Record<string, unknown>;
+}
+
+export interface SampleService {
+  readonly deployer: RunningDeployer;
+  readonly namespace: string;
+  readonly svc: Awaited<ReturnType<typeof serviceRepo>>;
+  /** The tag of commit `i`: `main-SHORT`. */
+  tag(i: number): string;
+  /** `DEPLOYER/SERVICE/path`. */
+  url(path: string): string;
+  /** Stops the deployer and deletes the namespace. */
+  close(): Promise<void>;
+}
+
+/**
+ * One service of the sample image on the node: a namespace of its own, a repository of `commits`, an image tag pushed
+ * for each commit, and a deployer serving it with `tokens`. Call close() in afterAll.
+ */
+export async function startSampleService(options: SampleServiceOptions): Promise<SampleService> {
+  const namespace = await createNamespace(`real-${options.prefix}`);
+  const repository = `real/${options.prefix}-${Date.now().toString(36)}`;
+  const svc = await serviceRepo(options.prefix, options.commits(`${ground('registry').anonymous}/${repository}`));
+  const tag = (i: number): string => `main-${(svc.repo.shas[i] ?? '').slice(0, 7)}`;
+  await pushSample(repository, svc.repo.shas.map((_sha, i) => tag(i)));
+  const deployer = await startDeployer({
+    tokens: options.tokens,
+    services: { [svc.name]: { repository: svc.repository, namespace } },
+    versions: { registryWaitSeconds: 0 },
+  });
+  return {
+    deployer,
+    namespace,
+    svc,
+    tag,
+    url: (path) => `${deployer.url}/${svc.name}/${path}`,
+    close: async () => {
+      await deployer.close();
+      await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    },
+  };
 }
 
 /** The sample service's Deployment, scheduled on the node, with readiness on /ready; and its Service. */
