@@ -18,6 +18,40 @@ export async function pushSample(repository: string, tags: readonly string[]): P
   return `${host}/${repository}`;
 }
 
+type ServiceRepo = Awaited<ReturnType<typeof serviceRepo>>;
+
+export interface NodeDeployerOptions {
+  /** The namespace every service deploys to; deleted by close(). */
+  readonly namespace: string;
+  /** The deployer's `tokens` block. */
+  readonly tokens: Record<string, unknown>;
+  /** The services, each with extra entries of its `services` block (e.g. `replaceJobs`). */
+  readonly services: ReadonlyArray<{ readonly repo: ServiceRepo; readonly config?: Record<string, unknown> }>;
+}
+
+export interface NodeDeployer {
+  readonly deployer: RunningDeployer;
+  /** Stops the deployer and deletes the namespace. */
+  close(): Promise<void>;
+}
+
+/** A deployer serving `services` in `namespace`, the registry's tags resolved at once; call close() in afterAll. */
+export async function startNodeDeployer(options: NodeDeployerOptions): Promise<NodeDeployer> {
+  const { namespace } = options;
+  const deployer = await startDeployer({
+    tokens: options.tokens,
+    services: Object.fromEntries(options.services.map((s) => [s.repo.name, { repository: s.repo.repository, namespace, ...s.config }])),
+    versions: { registryWaitSeconds: 0 },
+  });
+  return {
+    deployer,
+    close: async () => {
+      await deployer.close();
+      await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    },
+  };
+}
+
 export interface SampleServiceOptions {
   /** Names the namespace, the image repository and the service. */
   readonly prefix: string;
@@ -27,16 +61,13 @@ export interface SampleServiceOptions {
   readonly tokens: Record<string, unknown>;
 }
 
-export interface SampleService {
-  readonly deployer: RunningDeployer;
+export interface SampleService extends NodeDeployer {
   readonly namespace: string;
-  readonly svc: Awaited<ReturnType<typeof serviceRepo>>;
+  readonly svc: ServiceRepo;
   /** The tag of commit `i`: `main-SHORT`. */
   tag(i: number): string;
   /** `DEPLOYER/SERVICE/path`. */
   url(path: string): string;
-  /** Stops the deployer and deletes the namespace. */
-  close(): Promise<void>;
 }
 
 /**
@@ -49,22 +80,8 @@ export async function startSampleService(options: SampleServiceOptions): Promise
   const svc = await serviceRepo(options.prefix, options.commits(`${ground('registry').anonymous}/${repository}`));
   const tag = (i: number): string => `main-${(svc.repo.shas[i] ?? '').slice(0, 7)}`;
   await pushSample(repository, svc.repo.shas.map((_sha, i) => tag(i)));
-  const deployer = await startDeployer({
-    tokens: options.tokens,
-    services: { [svc.name]: { repository: svc.repository, namespace } },
-    versions: { registryWaitSeconds: 0 },
-  });
-  return {
-    deployer,
-    namespace,
-    svc,
-    tag,
-    url: (path) => `${deployer.url}/${svc.name}/${path}`,
-    close: async () => {
-      await deployer.close();
-      await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
-    },
-  };
+  const started = await startNodeDeployer({ namespace, tokens: options.tokens, services: [{ repo: svc }] });
+  return { ...started, namespace, svc, tag, url: (path) => `${started.deployer.url}/${svc.name}/${path}` };
 }
 
 /** The sample service's Deployment, scheduled on the node, with readiness on /ready; and its Service. */
