@@ -1,15 +1,13 @@
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
-import { waitForTag } from '../e2e/flows-setup.js';
 import { startCaptureServer, type CaptureServer } from '../env/capture-server.js';
 import { ground } from '../env/ground.js';
 import { git } from '../env/git-fixtures.js';
-import { adminClient, createNamespace, markDeploymentReady, setPodsWaiting } from '../env/kube-helpers.js';
+import { adminClient, createNamespace } from '../env/kube-helpers.js';
 import { configMapYaml, deploymentYaml } from '../env/manifests.js';
 import { deleteTag, pushImage } from '../env/registry-helpers.js';
 import { bashComplete, buildCli, REPO_ROOT, runCli, type BuiltCli, type CliResult } from './helpers.js';
@@ -557,78 +555,6 @@ describe('depctl against a deployer on the test ground', () => {
       const before = capture.requests.length;
       await depctl(['ls'], { env: { ...env, DEPLOYER_URL: capture.url }, cwd: dir });
       expect(capture.requests.slice(before).map((r) => r.headers['executor'])).toEqual([userInfo().username]);
-    });
-  });
-
-  describe('waiting for the rollout: --wait', () => {
-    const tagOf = (sha: string): string => `main-${short(sha)}`;
-
-    /** depctl on a terminal: `script` gives it a pseudo-terminal; the words are checked to need no quoting. */
-    function depctlOnTty(args: readonly string[]): Promise<CliResult> {
-      const bad = args.find((a) => !/^[\w.:=@/-]+$/.test(a));
-      if (bad !== undefined) throw new Error(`${bad} would need quoting`);
-      return new Promise((resolve) => {
-        execFile(
-          'script',
-          ['--quiet', '--return', '--command', ['depctl', ...args].join(' '), '/dev/null'],
-          { cwd: tmpdir(), env: { PATH: `${cli.binDir}:${process.env['PATH'] ?? ''}`, TERM: 'xterm', ...env }, encoding: 'utf8', timeout: 120_000 },
-          (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr }),
-        );
-      });
-    }
-
-    it('deploy --wait=60s: exit 0 once the new pods are ready; a plain line says it waits', async () => {
-      const [r] = await Promise.all([
-        depctl(['deploy', shop.name, '--tag', tagOf(c2), '--wait=60s']),
-        waitForTag(namespace, 'shop', tagOf(c2)).then(() => markDeploymentReady(namespace, 'shop')),
-      ]);
-      expect(r.code, describeResult(r)).toBe(0);
-      expect(r.stdout.split('\n')[0]).toBe(`${shop.name} ${tagOf(c2)} is deployed`);
-      expect(r.stdout).toMatch(/rollout:\s+success: rolled out: shop: 1\/1 available/);
-      expect(r.stderr.split('\n')[0]).toBe(`depctl: deploying ${shop.name}, waiting up to 1m for the rollout`);
-      expect(r.stderr).not.toMatch(SPINNER);
-    });
-
-    it('canary --wait=6s on a terminal: elapsed time and pods ready while it waits; exit 70 when the wait runs out', async () => {
-      const r = await depctlOnTty(['canary', shop.name, '--tag', tagOf(c1), '--wait=6s']);
-      expect(r.code, describeResult(r)).toBe(70);
-      expect(r.stdout).toMatch(new RegExp(`\\rdeploying a canary of ${shop.name}: [0-6]s`));
-      expect(r.stdout).toContain('0/1 pods ready');
-      expect(r.stdout).toContain(`${shop.name} ${tagOf(c1)} is deployed as canary`);
-      expect(r.stdout).toMatch(/rollout:\s+timeout: the rollout did not finish within 6s: shop-canary: /);
-      expect(r.stdout).toContain(`depctl: the rollout did not finish within 6s`);
-      expect(r.stdout).toContain(`"depctl show ${shop.name}" says how far it got`);
-    });
-
-    it('promote --wait --json: exit 0 once ready; the JSON carries the verdict', async () => {
-      const [r] = await Promise.all([
-        depctl(['promote', shop.name, '--wait', '--json']),
-        waitForTag(namespace, 'shop', tagOf(c1)).then(() => markDeploymentReady(namespace, 'shop')),
-      ]);
-      expect(r.code, describeResult(r)).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'promoted', tag: tagOf(c1), verdict: { result: 'success' } });
-    });
-
-    it('deploy --wait: pods that crash fail the rollout: exit 1, each Deployment and the applied version named', async () => {
-      const [r] = await Promise.all([
-        depctl(['deploy', shop.name, '--tag', tagOf(c2), '--wait=5m']),
-        waitForTag(namespace, 'shop', tagOf(c2)).then(() => setPodsWaiting(namespace, 'shop', 'CrashLoopBackOff')),
-      ]);
-      expect(r.code, describeResult(r)).toBe(1);
-      expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/depctl: the rollout failed: shop: pod shop-[a-z0-9-]+: container app: CrashLoopBackOff .*\(422\)\n/);
-      expect(r.stderr).toMatch(new RegExp(`  Deployment ${namespace}/shop: failed: pod shop-[a-z0-9-]+: container app: CrashLoopBackOff`));
-      expect(r.stderr).toContain(`  applied: ${tagOf(c2)} (commit ${c2})`);
-    });
-
-    it('rollback --tag --wait=60s: exit 0 once the earlier version runs again', async () => {
-      const [r] = await Promise.all([
-        depctl(['rollback', shop.name, '--tag', tagOf(c1), '--wait=60s']),
-        waitForTag(namespace, 'shop', tagOf(c1)).then(() => markDeploymentReady(namespace, 'shop')),
-      ]);
-      expect(r.code, describeResult(r)).toBe(0);
-      expect(r.stdout.split('\n')[0]).toBe(`${shop.name} is rolled back to ${tagOf(c1)}`);
-      expect(r.stdout).toMatch(/rollout:\s+success: /);
     });
   });
 });

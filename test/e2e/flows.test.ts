@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Deployment } from '@kubernetes/client-node';
-import { load as loadYaml } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ground } from '../env/ground.js';
-import { adminClient, createNamespace, markDeploymentReady, uniqueName } from '../env/kube-helpers.js';
+import { adminClient, createNamespace, uniqueName } from '../env/kube-helpers.js';
 import { tokenKubeconfig } from '../env/kube-plane.js';
 import { freePort } from '../env/processes.js';
 import { pushImage } from '../env/registry-helpers.js';
 import { configMapYaml, deploymentYaml } from '../env/manifests.js';
-import { send, waitForTag } from './flows-setup.js';
+import { send } from './flows-setup.js';
 import { basic, serviceRepo, startDeployer, type RunningDeployer } from './setup.js';
 
 const SECRETS = { ci: 'ci-secret-f10w5', monitor: 'monitor-secret-a1e27', cron: 'cron-secret-c40n', ops: 'ops-secret-0p5' } as const;
@@ -21,24 +19,6 @@ const AS = {
   ops: basic('ops', SECRETS.ops),
 };
 const short = (sha: string): string => sha.slice(0, 7);
-
-interface CronJobExample {
-  spec: { jobTemplate: { spec: { template: { spec: { containers: Array<{ args: string[]; env: Array<{ name: string; value?: string }> }> } } } } };
-}
-
-/** Runs the script of kubernetes/examples/promote-cronjob.yaml as its container would, with the local curl. */
-function runPromoteCronJob(env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const job = loadYaml(readFileSync(new URL('../../kubernetes/examples/promote-cronjob.yaml', import.meta.url), 'utf8')) as CronJobExample;
-  const container = job.spec.jobTemplate.spec.template.spec.containers[0];
-  const script = container?.args[0] ?? '';
-  const defaults = Object.fromEntries((container?.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
-  return new Promise((resolve) => {
-    execFile('sh', ['-c', script], { env: { PATH: process.env['PATH'], ...defaults, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 interface TrackView {
   name: string;
@@ -468,33 +448,6 @@ describe('used-by flows: live state, rollback, monitor hooks, promotion', () => 
     const answer = await send(`${deployer.url}/${svc.name}/promote?minAge=soon`, { auth: AS.cron });
     expect(answer.status).toBe(400);
     expect(answer.body).toEqual({ error: 'minAge must be a duration like 90s, 5m or 1h30m', field: 'minAge' });
-  });
-
-  it('the example CronJob promotes a canary old enough, and succeeds without doing anything when there is none', async () => {
-    const [, , , c4] = shas as [string, string, string, string];
-    expect((await send(`${deployer.url}/${svc.name}/canary`, { auth: AS.ci, json: { commit: c4 } })).status).toBe(200);
-    const env = { SERVICE: svc.name, DEPLOYER_URL: deployer.url, TOKEN: SECRETS.cron };
-
-    const young = await runPromoteCronJob(env);
-    expect(young.code, young.stderr).toBe(0);
-    expect(JSON.parse(young.stdout)).toMatchObject({ error: expect.stringMatching(/younger than 30m: not promoted$/) as unknown });
-    expect(await read('shop-canary')).toBeDefined();
-
-    const [promoted] = await Promise.all([
-      runPromoteCronJob({ ...env, MIN_AGE: '0s' }),
-      waitForTag(namespace, 'shop', `main-${short(c4)}`).then(() => markDeploymentReady(namespace, 'shop')),
-    ]);
-    expect(promoted.code, promoted.stderr).toBe(0);
-    expect(JSON.parse(promoted.stdout)).toMatchObject({ outcome: 'promoted', tag: `main-${short(c4)}`, verdict: { result: 'success' } });
-    expect(await read('shop-canary')).toBeUndefined();
-
-    const none = await runPromoteCronJob(env);
-    expect(none.code, none.stderr).toBe(0);
-    expect(JSON.parse(none.stdout)).toEqual({ error: `no canary of ${svc.name} to promote`, service: svc.name });
-
-    const denied = await runPromoteCronJob({ ...env, TOKEN: 'wrong' });
-    expect(denied.code).toBe(1);
-    expect(denied.stderr).toBe('promote answered 401\n');
   });
 
   it('nothing secret reaches the log', () => {

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../e2e/flows-setup.js';
-import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
-import { ground } from '../env/ground.js';
-import { adminClient, createNamespace } from '../env/kube-helpers.js';
-import { clusterIp, getSample, pushSample, runningPods, sampleManifests } from './real-pods.js';
+import { basic } from '../e2e/setup.js';
+import { clusterIp, getSample, runningPods, sampleManifests, startSampleService, type SampleService } from './real-pods.js';
 
 /**
  * The canary's share of real traffic: kube-proxy spreads connections to the Service's ClusterIP over every ready
@@ -12,35 +10,28 @@ import { clusterIp, getSample, pushSample, runningPods, sampleManifests } from '
 
 const SECRET = 'ops-secret-can4ry-traffic';
 const auth = basic('ops', SECRET);
-const short = (sha: string): string => sha.slice(0, 7);
 const REQUESTS = 400;
 
 describe('canary traffic through the Service ClusterIP', () => {
-  let deployer: RunningDeployer;
+  let shop: SampleService;
   let namespace: string;
-  let svc: Awaited<ReturnType<typeof serviceRepo>>;
-  const tag = (i: number): string => `main-${short(svc.repo.shas[i] ?? '')}`;
-  const url = (path: string): string => `${deployer.url}/${svc.name}/${path}`;
+  const tag = (i: number): string => shop.tag(i);
+  const url = (path: string): string => shop.url(path);
 
   beforeAll(async () => {
-    namespace = await createNamespace('real-canary');
-    const repository = `real/canary-${Date.now().toString(36)}`;
-    const image = `${ground('registry').anonymous}/${repository}`;
-    svc = await serviceRepo('traffic', [
-      { files: sampleManifests({ name: 'shop', image, replicas: 3, env: { VERSION: 'stable' } }) },
-      { files: sampleManifests({ name: 'shop', image, replicas: 3, env: { VERSION: 'canary', LATENCY_MS: '5' } }) },
-    ]);
-    await pushSample(repository, svc.repo.shas.map((sha) => `main-${short(sha)}`));
-    deployer = await startDeployer({
+    shop = await startSampleService({
+      prefix: 'canary',
+      commits: (image) => [
+        { files: sampleManifests({ name: 'shop', image, replicas: 3, env: { VERSION: 'stable' } }) },
+        { files: sampleManifests({ name: 'shop', image, replicas: 3, env: { VERSION: 'canary', LATENCY_MS: '5' } }) },
+      ],
       tokens: { ops: { secret: { value: SECRET } } },
-      services: { [svc.name]: { repository: svc.repository, namespace } },
-      versions: { registryWaitSeconds: 0 },
     });
+    namespace = shop.namespace;
   });
 
   afterAll(async () => {
-    await deployer?.close();
-    await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    await shop?.close();
   });
 
   it('requests to the ClusterIP reach stable and canary pods in about the replica ratio (3:1)', async () => {

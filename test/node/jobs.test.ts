@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../e2e/flows-setup.js';
-import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import { basic, serviceRepo, type RunningDeployer } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace, kubeRequest } from '../env/kube-helpers.js';
 import { pushProgramImage } from '../env/node-images.js';
-import { pushSample, sampleManifests } from './real-pods.js';
+import { pushSample, sampleManifests, startNodeDeployer, type NodeDeployer } from './real-pods.js';
 
 /**
  * Jobs on real pods: the rollout verdict of a Job (complete, failed by its backoffLimit) and pre-deploy Jobs (the
@@ -46,6 +46,7 @@ interface LiveJob {
 
 describe('Jobs on real pods', () => {
   let deployer: RunningDeployer;
+  let node: NodeDeployer;
   let namespace: string;
   let app: Awaited<ReturnType<typeof serviceRepo>>;
   let batch: Awaited<ReturnType<typeof serviceRepo>>;
@@ -94,19 +95,16 @@ describe('Jobs on real pods', () => {
     ]);
     for (const sha of batch.repo.shas) await pushProgramImage({ host, repository: `${repository}-report`, tag: `main-${short(sha)}`, program: 'job' });
 
-    deployer = await startDeployer({
+    node = await startNodeDeployer({
+      namespace,
       tokens: { ops: { secret: { value: SECRET } } },
-      services: {
-        [app.name]: { repository: app.repository, namespace },
-        [batch.name]: { repository: batch.repository, namespace, replaceJobs: true },
-      },
-      versions: { registryWaitSeconds: 0 },
+      services: [{ repo: app }, { repo: batch, config: { replaceJobs: true } }],
     });
+    ({ deployer } = node);
   });
 
   afterAll(async () => {
-    await deployer?.close();
-    await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    await node?.close();
   });
 
   it('a Job that completes → success; one that fails → failure naming BackoffLimitExceeded', async () => {

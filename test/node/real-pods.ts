@@ -1,6 +1,8 @@
 import { request } from 'node:http';
+import { serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import type { FixtureCommit } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
-import { adminClient, kubeRequest } from '../env/kube-helpers.js';
+import { adminClient, createNamespace, kubeRequest } from '../env/kube-helpers.js';
 import { deploymentYaml, serviceYaml, type DeploymentSpec } from '../env/manifests.js';
 import { pushProgramImage } from '../env/node-images.js';
 
@@ -14,6 +16,72 @@ export async function pushSample(repository: string, tags: readonly string[]): P
   const host = ground('registry').anonymous;
   for (const tag of tags) await pushProgramImage({ host, repository, tag, program: 'sample' });
   return `${host}/${repository}`;
+}
+
+type ServiceRepo = Awaited<ReturnType<typeof serviceRepo>>;
+
+export interface NodeDeployerOptions {
+  /** The namespace every service deploys to; deleted by close(). */
+  readonly namespace: string;
+  /** The deployer's `tokens` block. */
+  readonly tokens: Record<string, unknown>;
+  /** The services, each with extra entries of its `services` block (e.g. `replaceJobs`). */
+  readonly services: ReadonlyArray<{ readonly repo: ServiceRepo; readonly config?: Record<string, unknown> }>;
+}
+
+export interface NodeDeployer {
+  readonly deployer: RunningDeployer;
+  /** Stops the deployer and deletes the namespace. */
+  close(): Promise<void>;
+}
+
+/** A deployer serving `services` in `namespace`, the registry's tags resolved at once; call close() in afterAll. */
+export async function startNodeDeployer(options: NodeDeployerOptions): Promise<NodeDeployer> {
+  const { namespace } = options;
+  const deployer = await startDeployer({
+    tokens: options.tokens,
+    services: Object.fromEntries(options.services.map((s) => [s.repo.name, { repository: s.repo.repository, namespace, ...s.config }])),
+    versions: { registryWaitSeconds: 0 },
+  });
+  return {
+    deployer,
+    close: async () => {
+      await deployer.close();
+      await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    },
+  };
+}
+
+export interface SampleServiceOptions {
+  /** Names the namespace, the image repository and the service. */
+  readonly prefix: string;
+  /** The service's commits, given the (untagged) image they deploy; each is pushed as `main-SHORT`. */
+  readonly commits: (image: string) => FixtureCommit[];
+  /** The deployer's `tokens` block. */
+  readonly tokens: Record<string, unknown>;
+}
+
+export interface SampleService extends NodeDeployer {
+  readonly namespace: string;
+  readonly svc: ServiceRepo;
+  /** The tag of commit `i`: `main-SHORT`. */
+  tag(i: number): string;
+  /** `DEPLOYER/SERVICE/path`. */
+  url(path: string): string;
+}
+
+/**
+ * One service of the sample image on the node: a namespace of its own, a repository of `commits`, an image tag pushed
+ * for each commit, and a deployer serving it with `tokens`. Call close() in afterAll.
+ */
+export async function startSampleService(options: SampleServiceOptions): Promise<SampleService> {
+  const namespace = await createNamespace(`real-${options.prefix}`);
+  const repository = `real/${options.prefix}-${Date.now().toString(36)}`;
+  const svc = await serviceRepo(options.prefix, options.commits(`${ground('registry').anonymous}/${repository}`));
+  const tag = (i: number): string => `main-${(svc.repo.shas[i] ?? '').slice(0, 7)}`;
+  await pushSample(repository, svc.repo.shas.map((_sha, i) => tag(i)));
+  const started = await startNodeDeployer({ namespace, tokens: options.tokens, services: [{ repo: svc }] });
+  return { ...started, namespace, svc, tag, url: (path) => `${started.deployer.url}/${svc.name}/${path}` };
 }
 
 /** The sample service's Deployment, scheduled on the node, with readiness on /ready; and its Service. */

@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../e2e/flows-setup.js';
-import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
-import { ground } from '../env/ground.js';
-import { adminClient, createNamespace } from '../env/kube-helpers.js';
+import { basic } from '../e2e/setup.js';
 import { configMapYaml } from '../env/manifests.js';
-import { getSample, podLogs, pushSample, readyPods, runningPods, sampleManifests } from './real-pods.js';
+import { getSample, podLogs, readyPods, runningPods, sampleManifests, startSampleService, type SampleService } from './real-pods.js';
 
 /**
  * `wait=` through the flows (deploy, canary, rollback, promote) on pods that really run: readiness from the
@@ -14,7 +12,6 @@ import { getSample, podLogs, pushSample, readyPods, runningPods, sampleManifests
 
 const SECRET = 'ops-secret-fl0ws-real';
 const auth = basic('ops', SECRET);
-const short = (sha: string): string => sha.slice(0, 7);
 
 interface VerdictView {
   result: string;
@@ -24,11 +21,11 @@ interface VerdictView {
 }
 
 describe('rollout verdict through deploy, canary, rollback and promote, on real pods', () => {
-  let deployer: RunningDeployer;
+  let rollout: SampleService;
   let namespace: string;
-  let svc: Awaited<ReturnType<typeof serviceRepo>>;
-  const tag = (i: number): string => `main-${short(svc.repo.shas[i] ?? '')}`;
-  const url = (path: string): string => `${deployer.url}/${svc.name}/${path}`;
+  let svc: SampleService['svc'];
+  const tag = (i: number): string => rollout.tag(i);
+  const url = (path: string): string => rollout.url(path);
   const verdictOf = (body: Record<string, unknown>): VerdictView => body['verdict'] as VerdictView;
   /** The versions the Ready pods of `app=api` (stable and canary alike) answer with. */
   const versions = async (): Promise<string[]> => {
@@ -48,27 +45,22 @@ describe('rollout verdict through deploy, canary, rollback and promote, on real 
   };
 
   beforeAll(async () => {
-    namespace = await createNamespace('real-flows');
-    const repository = `real/flows-${Date.now().toString(36)}`;
-    const image = `${ground('registry').anonymous}/${repository}`;
-    svc = await serviceRepo('rollout', [
-      { files: sampleManifests({ name: 'api', image, replicas: 2 }) },
-      { files: { 'kubernetes/config.yaml': configMapYaml('api-config', { value: 'two' }) } },
-      // A version whose pods run but never pass their readiness probe.
-      { files: sampleManifests({ name: 'api', image, replicas: 2, env: { READY: 'false' } }) },
-      { files: sampleManifests({ name: 'api', image, replicas: 2 }) },
-    ]);
-    await pushSample(repository, svc.repo.shas.map((sha) => `main-${short(sha)}`));
-    deployer = await startDeployer({
+    rollout = await startSampleService({
+      prefix: 'rollout',
+      commits: (image) => [
+        { files: sampleManifests({ name: 'api', image, replicas: 2 }) },
+        { files: { 'kubernetes/config.yaml': configMapYaml('api-config', { value: 'two' }) } },
+        // A version whose pods run but never pass their readiness probe.
+        { files: sampleManifests({ name: 'api', image, replicas: 2, env: { READY: 'false' } }) },
+        { files: sampleManifests({ name: 'api', image, replicas: 2 }) },
+      ],
       tokens: { ops: { secret: { value: SECRET } } },
-      services: { [svc.name]: { repository: svc.repository, namespace } },
-      versions: { registryWaitSeconds: 0 },
     });
+    ({ namespace, svc } = rollout);
   });
 
   afterAll(async () => {
-    await deployer?.close();
-    await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    await rollout?.close();
   });
 
   it('a deploy over a running version → success once the new pods are ready and the old ones gone', async () => {

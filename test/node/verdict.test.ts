@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../e2e/flows-setup.js';
-import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import { basic, serviceRepo, type RunningDeployer } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
-import { adminClient, createNamespace } from '../env/kube-helpers.js';
+import { createNamespace } from '../env/kube-helpers.js';
 import { pushProgramImage } from '../env/node-images.js';
 import { registryFetch } from '../env/registry-helpers.js';
-import { getSample, pushSample, runningPods, sampleManifests } from './real-pods.js';
+import { getSample, pushSample, runningPods, sampleManifests, startNodeDeployer, type NodeDeployer } from './real-pods.js';
 
 /**
  * The rollout verdict against pods that really run: readiness comes from the kubelet's probes, CrashLoopBackOff
@@ -33,6 +33,7 @@ function timed<T>(what: string, run: () => Promise<T>): Promise<T> {
 
 describe('rollout verdict on real pods', () => {
   let deployer: RunningDeployer;
+  let node: NodeDeployer;
   let namespace: string;
   let svc: Awaited<ReturnType<typeof serviceRepo>>;
   let broken: Awaited<ReturnType<typeof serviceRepo>>;
@@ -77,20 +78,16 @@ describe('rollout verdict on real pods', () => {
     ]);
     await pushSample(stuckRepository, [tagOf(stuck, 0)]);
 
-    deployer = await startDeployer({
+    node = await startNodeDeployer({
+      namespace,
       tokens: { ops: { secret: { value: SECRET } } },
-      services: {
-        [svc.name]: { repository: svc.repository, namespace },
-        [broken.name]: { repository: broken.repository, namespace },
-        [stuck.name]: { repository: stuck.repository, namespace },
-      },
-      versions: { registryWaitSeconds: 0 },
+      services: [{ repo: svc }, { repo: broken }, { repo: stuck }],
     });
+    ({ deployer } = node);
   });
 
   afterAll(async () => {
-    await deployer?.close();
-    await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    await node?.close();
   });
 
   it('a 2-replica service → success once both pods pass their readiness probe; they answer on their pod IPs', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send } from '../e2e/flows-setup.js';
-import { basic, serviceRepo, startDeployer, type RunningDeployer } from '../e2e/setup.js';
+import { basic, serviceRepo, type RunningDeployer } from '../e2e/setup.js';
 import { ground } from '../env/ground.js';
 import { adminClient, createNamespace } from '../env/kube-helpers.js';
 import { deploymentYaml } from '../env/manifests.js';
@@ -13,7 +13,9 @@ import {
   pushSample,
   readyPods,
   runningPods,
+  startNodeDeployer,
   statefulSetManifests,
+  type NodeDeployer,
 } from './real-pods.js';
 
 /**
@@ -37,6 +39,7 @@ type Repo = Awaited<ReturnType<typeof serviceRepo>>;
 
 describe('rollout verdict of StatefulSets and DaemonSets on real pods', () => {
   let deployer: RunningDeployer;
+  let node: NodeDeployer;
   let namespace: string;
   let volumes: string[] = [];
   let db: Repo;
@@ -65,19 +68,12 @@ describe('rollout verdict of StatefulSets and DaemonSets on real pods', () => {
     ]);
     await pushSample(repository, [...db.repo.shas, ...agents.repo.shas].map((sha) => `main-${short(sha)}`));
     volumes = await createHostPathVolumes(namespace, ['data-db-0', 'data-db-1']);
-    deployer = await startDeployer({
-      tokens: { ops: { secret: { value: SECRET } } },
-      services: {
-        [db.name]: { repository: db.repository, namespace },
-        [agents.name]: { repository: agents.repository, namespace },
-      },
-      versions: { registryWaitSeconds: 0 },
-    });
+    node = await startNodeDeployer({ namespace, tokens: { ops: { secret: { value: SECRET } } }, services: [{ repo: db }, { repo: agents }] });
+    ({ deployer } = node);
   });
 
   afterAll(async () => {
-    await deployer?.close();
-    await adminClient().core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    await node?.close();
     await deleteVolumes(volumes);
   });
 
