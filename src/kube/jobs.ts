@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import type { LiveJob, PodLogTail } from '../core/types.js';
 import { failureReason, refusal, type RequestContext } from './failures.js';
+import { Conditions, ObjectMeta } from './schemas.js';
 import type { KubeTransport } from './transport.js';
 
 /**
@@ -9,24 +10,15 @@ import type { KubeTransport } from './transport.js';
  * (src/deploy/job-status.ts, predeploy.ts), and the last lines its pods wrote, for the answer of a Job that failed.
  */
 
-const Labels = z.record(z.string(), z.string());
 const JobItem = z.looseObject({
-  metadata: z.looseObject({
-    name: z.string(),
-    namespace: z.string().optional(),
-    uid: z.string().optional(),
-    annotations: Labels.optional(),
-    deletionTimestamp: z.string().optional(),
-  }),
+  metadata: ObjectMeta,
   spec: z.looseObject({ completions: z.number().nullish(), backoffLimit: z.number().optional() }).optional(),
   status: z
     .looseObject({
       active: z.number().optional(),
       succeeded: z.number().optional(),
       failed: z.number().optional(),
-      conditions: z
-        .array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional(), message: z.string().optional() }))
-        .optional(),
+      conditions: Conditions,
     })
     .optional(),
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import { refusal, type RequestContext } from './failures.js';
+import { Labels, ObjectMeta } from './schemas.js';
 import type { KubeTransport } from './transport.js';
 import type { LiveDaemonSet, LiveStatefulSet, UpdateStrategy } from '../core/types.js';
 
@@ -10,14 +11,7 @@ import type { LiveDaemonSet, LiveStatefulSet, UpdateStrategy } from '../core/typ
  * template generation).
  */
 
-const Labels = z.record(z.string(), z.string());
-const Meta = z.looseObject({
-  name: z.string(),
-  namespace: z.string().optional(),
-  uid: z.string().optional(),
-  generation: z.number().optional(),
-  annotations: Labels.optional(),
-});
+const Meta = ObjectMeta;
 const Strategy = z
   .looseObject({
     type: z.string().optional(),

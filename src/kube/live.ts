@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UpstreamError } from '../errors.js';
 import { refusal, type RequestContext } from './failures.js';
+import { Conditions, Labels, ObjectMeta } from './schemas.js';
 import { KUBE_ANSWER_LIMITS, type KubeTransport } from './transport.js';
 import { getDaemonSet, getStatefulSet } from './live-workloads.js';
 import type { LiveDaemonSet, LiveDeployment, LivePod, LiveReplicaSet, LiveStatefulSet } from '../core/types.js';
@@ -12,18 +13,7 @@ import type { LiveReader } from '../core/ports.js';
  * deployer stores nothing itself; the annotations its rewrite writes are its memory.
  */
 
-const Labels = z.record(z.string(), z.string());
-const Meta = z.looseObject({
-  name: z.string(),
-  namespace: z.string().optional(),
-  uid: z.string().optional(),
-  generation: z.number().optional(),
-  creationTimestamp: z.string().optional(),
-  deletionTimestamp: z.string().optional(),
-  labels: Labels.optional(),
-  annotations: Labels.optional(),
-  ownerReferences: z.array(z.looseObject({ uid: z.string() })).optional(),
-});
+const Meta = ObjectMeta;
 const Containers = z.array(z.looseObject({ name: z.string(), image: z.string().optional() })).optional();
 
 const DeploymentItem = z.looseObject({
@@ -47,16 +37,7 @@ const DeploymentItem = z.looseObject({
       updatedReplicas: z.number().optional(),
       readyReplicas: z.number().optional(),
       availableReplicas: z.number().optional(),
-      conditions: z
-        .array(
-          z.looseObject({
-            type: z.string(),
-            status: z.string(),
-            reason: z.string().optional(),
-            message: z.string().optional(),
-          }),
-        )
-        .optional(),
+      conditions: Conditions,
     })
     .optional(),
 });

@@ -47,3 +47,24 @@ export const ObjectList = z.object({
   items: z.array(LiveObject),
   metadata: z.object({ continue: z.string().optional() }).optional(),
 });
+
+/** Labels, annotations, selectors: string to string. */
+export const Labels = z.record(z.string(), z.string());
+
+/** The metadata the live reads use (every field optional but the name; the rest passes through). */
+export const ObjectMeta = z.looseObject({
+  name: z.string(),
+  namespace: z.string().optional(),
+  uid: z.string().optional(),
+  generation: z.number().optional(),
+  creationTimestamp: z.string().optional(),
+  deletionTimestamp: z.string().optional(),
+  labels: Labels.optional(),
+  annotations: Labels.optional(),
+  ownerReferences: z.array(z.looseObject({ uid: z.string() })).optional(),
+});
+
+/** `status.conditions` of a workload or Job. */
+export const Conditions = z
+  .array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional(), message: z.string().optional() }))
+  .optional();
