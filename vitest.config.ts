@@ -9,6 +9,9 @@ export default defineConfig({
     globalSetup: ['test/env/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // The ground's stop (global-setup's teardown) waits for its cgroups to go, up to 45 s on a busy machine: vitest's
+    // default 10 s cut it short once, leaving the passed run's folder and empty cgroups to the next run's sweep.
+    teardownTimeout: 90_000,
     // Integration tests share one test ground; files run in parallel workers but each uses its own namespaces,
     // repositories and image names.
     pool: 'forks',
