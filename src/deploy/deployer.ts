@@ -7,7 +7,6 @@ import { ConflictError, DeployerError } from '../errors.js';
 import { promote, rollback, type FlowDeps, type FlowDone } from './flows.js';
 import { within, type DeployLock, type Hold, type Outcome } from './lock.js';
 import { manifestsAt, runPipeline, type PipelineDeps } from './pipeline.js';
-import { sharedReads } from './shared-reads.js';
 import { serviceDeployments, serviceState, type DeploymentState } from './state.js';
 import { untaggedImages } from './pod-template.js';
 import { parseImageRef } from '../registry/image-ref.js';
@@ -72,8 +71,6 @@ export class Deployer implements DeployService {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #inFlight = new Map<string, Promise<unknown>>();
-  /** The verdict waits' reads: those of one deploy's waiting callers poll in step and share each read (shared-reads.ts). */
-  readonly #waitReads: LiveReader;
   /** Reports made after the answer, still waiting for their commit facts. */
   readonly #reports = new Set<Promise<void>>();
 
@@ -81,7 +78,6 @@ export class Deployer implements DeployService {
     this.#deps = deps;
     this.#log = deps.logger.child({ module: 'deploy' });
     this.#now = deps.now ?? Date.now;
-    this.#waitReads = sharedReads(deps.live);
     this.#pipeline = { config: deps.config, keys: deps.keys, source: deps.source, registry: deps.registry, cluster: deps.cluster, live: deps.live, logger: this.#log, sleep: deps.sleep };
   }
 
@@ -164,7 +160,7 @@ export class Deployer implements DeployService {
   }
 
   async verdict(service: string, objects: readonly ObjectResult[], timeoutMs: number, signal?: AbortSignal): Promise<Verdict> {
-    const verdict = await awaitVerdict(this.#waitReads, rolloutTargets(objects), { timeoutMs, pollMs: this.#deps.verdictPollMs, now: this.#now, signal });
+    const verdict = await awaitVerdict(this.#deps.live, rolloutTargets(objects), { timeoutMs, pollMs: this.#deps.verdictPollMs, now: this.#now, signal });
     const fields = { service, verdict: verdict.result, waitedMs: verdict.waitedMs };
     if (signal?.aborted === true) {
       this.#log.info(fields, 'verdict wait abandoned: the caller left');
