@@ -14,7 +14,8 @@ import type { LeaseStore } from '../core/ports.js';
  * in front of it, so a pod competes for a service's lease with one request at a time.
  *
  * The algorithm follows client-go's leader election: read, then create or update with the version read (the
- * apiserver refuses a write based on a stale read), and judge expiry both by the holder's renewTime and by how long
+ * apiserver refuses a write based on a stale read; a lease this instance released last is written over without
+ * reading it again, since a stale version is refused just the same), and judge expiry both by the holder's renewTime and by how long
  * the lease has not changed since this replica first saw it (a holder whose clock runs ahead would otherwise hold
  * an abandoned lease for as long as its clock is ahead).
  */
@@ -96,6 +97,11 @@ export class LeaseLock {
   readonly #sleep: (ms: number) => Promise<void>;
   /** The leases this instance holds now: one "held by me" that is not among them was left by an earlier process. */
   readonly #holding = new Set<string>();
+  /**
+   * Each lease as this instance's release left it: the next deploy's acquisition writes over it at once, without
+   * reading it first; if anyone changed it since, the apiserver refuses the stale version and the lease is read.
+   */
+  readonly #released = new Map<string, LeaseRecord>();
 
   constructor(options: LeaseLockOptions) {
     this.#store = options.store;
@@ -157,9 +163,12 @@ export class LeaseLock {
     fields: Record<string, unknown>,
   ): Promise<LeaseRecord> {
     let seen: { version: string; at: number } | undefined;
+    const key = `${namespace}/${name}`;
     for (;;) {
       const now = this.#now();
-      const current = await this.#store.get(namespace, name);
+      const remembered = this.#released.get(key);
+      this.#released.delete(key);
+      const current = remembered ?? (await this.#store.get(namespace, name));
       if (current === undefined) {
         const created = await this.#store.create(namespace, name, this.#spec(undefined, now));
         if (created !== 'conflict') return created;
@@ -168,7 +177,7 @@ export class LeaseLock {
       if (seen?.version !== current.resourceVersion) seen = { version: current.resourceVersion, at: now };
       const holder = current.holder;
       // Held under this identity but not by this instance: a crashed earlier process of this pod left it.
-      const free = holder === undefined || holder === '' || (holder === this.#identity && !this.#holding.has(`${namespace}/${name}`));
+      const free = holder === undefined || holder === '' || (holder === this.#identity && !this.#holding.has(key));
       const expired = !free && this.#expired(current, now, seen.at);
       if (free || expired) {
         const taken = await this.#store.update(current, this.#spec(current, now));
@@ -221,7 +230,10 @@ export class LeaseLock {
           renewTime: new Date(this.#now()),
           transitions: current.transitions,
         });
-        if (released !== 'conflict') return;
+        if (released !== 'conflict') {
+          this.#released.set(`${record.namespace}/${record.name}`, released);
+          return;
+        }
         current = await this.#store.get(record.namespace, record.name);
       }
     } catch (err) {

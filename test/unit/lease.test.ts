@@ -11,9 +11,11 @@ class MemoryLeases implements LeaseStore {
   readonly records = new Map<string, LeaseRecord>();
   readonly writes: Array<{ holder: string | undefined; renewTime: Date | undefined }> = [];
   failures = 0;
+  reads = 0;
   #version = 0;
 
   get(namespace: string, name: string): Promise<LeaseRecord | undefined> {
+    this.reads++;
     return Promise.resolve(this.records.get(`${namespace}/${name}`));
   }
 
@@ -162,6 +164,44 @@ describe('LeaseLock', () => {
     await lock.hold(service, 60_000, () => Promise.resolve());
     expect(clock.now() - start).toBeGreaterThan(15_000);
     expect(clock.now() - start).toBeLessThan(17_000);
+  });
+
+  it('takes the lease it released last without reading it first: one write per acquisition', async () => {
+    const store = new MemoryLeases();
+    const lock = new LeaseLock({ store, identity: 'pod-a', logger: pino({ level: 'silent' }) });
+    await lock.hold(service, 1000, () => Promise.resolve());
+    const reads = store.reads;
+    const writes = store.writes.length;
+
+    await lock.hold(service, 1000, () => {
+      expect(store.records.get(KEY)?.holder).toBe('pod-a');
+      return Promise.resolve();
+    });
+
+    expect(store.reads - reads).toBe(0);
+    expect(store.writes.slice(writes).map((w) => w.holder)).toEqual(['pod-a', undefined]);
+  });
+
+  it('reads the lease again when another replica wrote it after this one released it, and waits for that holder', async () => {
+    const store = new MemoryLeases();
+    const clock = fakeClock();
+    const lock = new LeaseLock({ store, identity: 'pod-a', logger: pino({ level: 'silent' }), now: clock.now, sleep: clock.sleep });
+    await lock.hold(service, 1000, () => Promise.resolve());
+    // pod-b took the lease meanwhile and is still deploying: the version pod-a remembers is stale.
+    store.put('shop', 'deployer-shop', { holder: 'pod-b', renewTime: new Date(clock.now()), transitions: 1 });
+    let ran = false;
+
+    const err = await lock.hold(service, 1000, () => Promise.resolve((ran = true))).catch((e: unknown) => e);
+
+    expect(err).toBeInstanceOf(ConflictError);
+    expect(ran).toBe(false);
+    expect(store.records.get(KEY)?.holder).toBe('pod-b');
+    // Once pod-b released it, pod-a takes it (read again, not from its memory).
+    store.put('shop', 'deployer-shop', { holder: undefined, transitions: 1 });
+    await lock.hold(service, 1000, () => {
+      expect(store.records.get(KEY)).toMatchObject({ holder: 'pod-a', transitions: 2 });
+      return Promise.resolve();
+    });
   });
 
   it('waits for a live holder, then answers 409 naming it; the holder keeps its lease', async () => {
