@@ -2,7 +2,9 @@ import type { KubeObject } from '../core/types.js';
 
 /**
  * The order objects are applied in, so that what an object refers to exists before it: namespaces and CRDs first,
- * then config and secrets, identities and RBAC, services, then everything else, and workloads last.
+ * then config and secrets with services (a Service refers to none of them, only to pods by label), identities and
+ * RBAC, then everything else, and workloads last (a pod gets the environment variables of the Services that exist
+ * when it starts).
  */
 const RANK: Readonly<Record<string, number>> = {
   Namespace: 0,
@@ -15,12 +17,12 @@ const RANK: Readonly<Record<string, number>> = {
   Secret: 2,
   PersistentVolume: 2,
   PersistentVolumeClaim: 2,
+  Service: 2,
   ServiceAccount: 3,
   ClusterRole: 3,
   Role: 3,
   ClusterRoleBinding: 4,
   RoleBinding: 4,
-  Service: 5,
   // Everything not listed: 6.
   Deployment: 7,
   StatefulSet: 7,
