@@ -29,43 +29,35 @@ export async function startGround(options: { base: string; logsDir: string; part
       })()
     : undefined;
 
+  /** A started part: stopped with the ground, its info in the ground. */
+  const keep = <T>(part: Started<T>, put: (info: T) => void): void => {
+    stops.push(() => part.stop());
+    put(part.info);
+  };
   // Parts are imported only when started, so a focused run loads only what it needs.
   const starters: Record<PartName, () => Promise<void>> = {
     kube: async () => {
       const { startKube } = await import('./kube-plane.js');
-      const s = await startKube(
-        join(base, 'kube'),
-        logsDir,
-        network === undefined ? undefined : { advertiseAddress: network.hostAddress, serviceCidr: network.serviceCidr },
-      );
-      stops.push(() => s.stop());
-      ground.kube = s.info;
+      const address = network === undefined ? undefined : { advertiseAddress: network.hostAddress, serviceCidr: network.serviceCidr };
+      keep(await startKube(join(base, 'kube'), logsDir, address), (info) => (ground.kube = info));
     },
     registry: async () => {
       const { startRegistries } = await import('./registry-server.js');
-      const s = await startRegistries(join(base, 'registry'), logsDir);
-      stops.push(() => s.stop());
-      ground.registry = s.info;
+      keep(await startRegistries(join(base, 'registry'), logsDir), (info) => (ground.registry = info));
     },
     git: async () => {
       const { startGitServer } = await import('./git-server.js');
-      const s = await startGitServer(join(base, 'git'), logsDir);
-      stops.push(() => s.stop());
-      ground.git = s.info;
+      keep(await startGitServer(join(base, 'git'), logsDir), (info) => (ground.git = info));
     },
     svn: async () => {
       const { startSvnServer } = await import('./svn-server.js');
-      const s = await startSvnServer(join(base, 'svn'), logsDir);
-      stops.push(() => s.stop());
-      ground.svn = s.info;
+      keep(await startSvnServer(join(base, 'svn'), logsDir), (info) => (ground.svn = info));
     },
     prometheus: async () => {
       const { startPrometheus } = await import('./prometheus.js');
       // Its discovery and cAdvisor job read the apiserver: it starts once the kube part is up (a second or two more).
       if (wanted.includes('kube')) await kubeUp?.catch(() => undefined);
-      const s = await startPrometheus(join(base, 'prometheus'), logsDir, ground.kube);
-      stops.push(() => s.stop());
-      ground.prometheus = s.info;
+      keep(await startPrometheus(join(base, 'prometheus'), logsDir, ground.kube), (info) => (ground.prometheus = info));
     },
     node: async () => {
       if (network === undefined || ground.kube === undefined || ground.registry === undefined) return;
