@@ -78,9 +78,10 @@ export class KubeLeases implements LeaseStore {
         spec: specOf(spec),
       },
     });
-    // 409: changed since it was read; 404: deleted meanwhile. Either way: read it again.
+    // 409: changed since it was read; 404: deleted meanwhile. Either way: read it again. 201: deleted meanwhile, and
+    // this PUT created it again (the apiserver creates a Lease on update): written as asked, like any other update.
     if (res.status === 409 || res.status === 404) return 'conflict';
-    if (res.status !== 200) throw refusal(res, context('update', namespace, name));
+    if (res.status !== 200 && res.status !== 201) throw refusal(res, context('update', namespace, name));
     return recordOf(res, namespace, 'update');
   }
 }

@@ -4,7 +4,7 @@ import { UpstreamError } from '../../src/errors.js';
 import { microTime } from '../../src/kube/leases.js';
 import { Kubernetes } from '../../src/kube/kubernetes.js';
 import { ground } from '../env/ground.js';
-import { adminClient, createNamespace, createRestrictedIdentity, markDeploymentReady, setPodsWaiting } from '../env/kube-helpers.js';
+import { adminClient, createNamespace, createRestrictedIdentity, kubeRequest, markDeploymentReady, setPodsWaiting } from '../env/kube-helpers.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -33,6 +33,19 @@ describe('KubeLeases', () => {
     expect(await leases.update(created, { ...spec, holder: 'pod-b' })).toBe('conflict');
     expect((await leases.get(namespace, 'lock'))?.holder).toBeUndefined();
     expect(await leases.get(namespace, 'missing')).toBeUndefined();
+  });
+
+  it('an update of a lease deleted since it was read writes it again (the apiserver creates a Lease on PUT)', async () => {
+    const at = new Date('2024-05-06T07:08:09.123Z');
+    const spec = { holder: undefined, durationSeconds: 15, acquireTime: undefined, renewTime: at, transitions: 3 };
+    const created = await leases.create(namespace, 'gone', spec);
+    if (created === 'conflict') throw new Error('unexpected conflict');
+    expect((await kubeRequest('DELETE', `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/gone`)).status).toBe(200);
+
+    const updated = await leases.update(created, { ...spec, holder: 'pod-a', acquireTime: at });
+
+    expect(updated).toMatchObject({ namespace, name: 'gone', holder: 'pod-a', transitions: 3 });
+    expect((await leases.get(namespace, 'gone'))?.holder).toBe('pod-a');
   });
 
   it('writes MicroTime with six fractional digits, as the apiserver requires', () => {
