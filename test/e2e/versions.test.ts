@@ -48,8 +48,9 @@ describe('version resolution against the real registry (thesis 5.3.2)', () => {
     deployer = await startDeployer({
       tokens: { ci: { secret: { value: SECRET } } },
       services: { [svc.name]: { repository: svc.repository, namespace } },
-      // Long enough for CI's push to land during the wait, short enough for the failing case.
-      versions: { registryWaitSeconds: 4 },
+      // Long enough for CI's push to land during the wait on a loaded machine (4 s was not, once, at load average 8),
+      // short enough for the failing case.
+      versions: { registryWaitSeconds: 8 },
     });
   });
 
