@@ -7,7 +7,9 @@
  * rollback, and a per-step profile of the engine to say where the time goes. Counts and sizes can be lowered for a
  * quick try: BENCH_WARM_RUNS, BENCH_BASELINE_RUNS, BENCH_COLD_SAMPLES, BENCH_SIZES_MIB (e.g. "10,200"),
  * BENCH_CONCURRENT_SERVICES, BENCH_BURST_DEPLOYS, BENCH_CANARY_RUNS, BENCH_PROFILE_RUNS, BENCH_LOAD_RUNS and
- * BENCH_LOAD_BASELINE_RUNS (the hardening load, bench/hardening-load.ts); BENCH_KEEP=1 keeps the scratch directory
+ * BENCH_LOAD_BASELINE_RUNS (the hardening load, bench/hardening-load.ts), BENCH_BIG_WARM_RUNS and BENCH_BIG_WARM_MIB
+ * (warm deploys of commits that also replace a large file, bench/lib/big-warm.ts), BENCH_FLOOR_RUNS (one git fetch
+ * and one server-side apply without the deployer, bench/lib/floors.ts); BENCH_KEEP=1 keeps the scratch directory
  * (logs, repositories).
  *
  * Not a test: nothing here asserts a duration; a missed target is reported, and the exit code stays 0 unless the
@@ -22,8 +24,10 @@ import { z } from 'zod';
 import { parseConfig } from '../src/config/load.js';
 import { measureHardeningLoad } from './hardening-load.js';
 import { Baseline, urlWithCredentials } from './lib/baseline.js';
+import { measureBigWarm } from './lib/big-warm.js';
 import { measureBurst } from './lib/burst.js';
 import { startDeployerProcess, sampleMax, type DeployerProcess } from './lib/deployer-process.js';
+import { applyFloor, gitFetchFloor } from './lib/floors.js';
 import { alias, bigRepo, createNamespaces, newVersion, run, serviceRepo, tagOf, type BenchRepo } from './lib/fixtures.js';
 import { Profiler, type StepProfile } from './lib/profile.js';
 import { renderReport, type Row, type StepTable } from './lib/report.js';
@@ -59,6 +63,9 @@ const SETTINGS = {
   burstDeploys: envInt('BENCH_BURST_DEPLOYS', 10),
   loadRuns: envInt('BENCH_LOAD_RUNS', 3),
   loadBaselineRuns: envInt('BENCH_LOAD_BASELINE_RUNS', 5),
+  bigWarmRuns: envInt('BENCH_BIG_WARM_RUNS', 3),
+  bigWarmMiB: envInt('BENCH_BIG_WARM_MIB', 512),
+  floorRuns: envInt('BENCH_FLOOR_RUNS', 20),
   keep: process.env['BENCH_KEEP'] === '1',
 };
 
@@ -303,9 +310,24 @@ async function main(): Promise<void> {
     await createNamespaces({
       kubectl: KUBECTL,
       kubeconfig: kube.adminKubeconfig,
-      names: [...new Set([...services.map((s) => s.namespace), 'bench-base', 'bench-base-cold'])],
+      names: [...new Set([...services.map((s) => s.namespace), 'bench-base', 'bench-base-cold', 'bench-floor'])],
       dir: base,
     });
+
+    // ---- the floor of the two servers a warm deploy needs, without the deployer (still the Machine section) --------
+    say(`floor: ${SETTINGS.floorRuns} git fetches of a new small commit, ${SETTINGS.floorRuns} server-side applies of one ConfigMap`);
+    rows.push(
+      await gitFetchFloor({
+        gitRoot,
+        registry,
+        git,
+        repo: await serviceRepo({ gitRoot, registry, name: 'floor-web' }),
+        dir: join(base, 'floor-cache.git'),
+        runs: SETTINGS.floorRuns,
+      }),
+      await applyFloor({ server: kube.server, token: kube.adminToken, caFile: kube.caFile, namespace: 'bench-floor', runs: SETTINGS.floorRuns }),
+    );
+
     const rawConfig = (cacheDir: string, port: number): Record<string, unknown> => ({
       logLevel: 'info',
       listen: { host: '127.0.0.1', port },
@@ -416,6 +438,22 @@ async function main(): Promise<void> {
         met: warmErrors === 0 && warmP50 <= 80 && baseWarmP50 / warmP50 >= 7,
       },
       { section: 'Warm deploy', figure: '… engine time (durationMs in the answer)', samples: warmEngine, baselineP50: baseWarmP50 },
+    );
+    // The same service and cache, commits that also replace a large file (the blobs are built before the timing).
+    rows.push(
+      ...(await measureBigWarm({
+        gitRoot,
+        gitBaseUrl: git.baseUrl,
+        registry,
+        repo: web,
+        runs: SETTINGS.bigWarmRuns,
+        mib: SETTINGS.bigWarmMiB,
+        scratchDir: scratch,
+        plainWarmP50: warmP50,
+        logFile: d.logFile,
+        deploy: (commit) => call(deployUrl(web.name), { commit }),
+        say,
+      })),
     );
 
     // ---- canary and rollback -----------------------------------------------------------------------------------

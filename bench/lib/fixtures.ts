@@ -69,6 +69,43 @@ export async function newVersion(options: {
 }
 
 /**
+ * A new commit that changes the ConfigMap AND writes `bytes` of incompressible content to `path` outside kubernetes/
+ * (added, or replaced when an earlier commit wrote it), with CI's image tag pushed. On `branch` (made from `from`
+ * when missing), so that the large blobs can be dropped from the server afterwards without touching `main`. The
+ * content goes through a file in `scratchDir` (removed again): git streams it into a pack of its own.
+ */
+export async function bigVersion(options: {
+  gitRoot: string;
+  registry: string;
+  repo: BenchRepo;
+  objectName?: string;
+  value: string;
+  path: string;
+  bytes: number;
+  scratchDir: string;
+  branch: string;
+  from?: string;
+}): Promise<string> {
+  const blobFile = join(options.scratchDir, `${options.repo.name}-${options.value}.bin`);
+  try {
+    writeBigBlob(blobFile, options.bytes, `${options.repo.name}-${options.value}`);
+    const sha = await addCommit(
+      options.gitRoot,
+      options.repo.name,
+      {
+        'kubernetes/configmap.yaml': configMap(options.objectName ?? options.repo.name, options.value),
+        [options.path]: { fromFile: blobFile },
+      },
+      { branch: options.branch, ...(options.from === undefined ? {} : { from: options.from }) },
+    );
+    await pushImage({ host: options.registry, repository: options.repo.imageRepository, tag: tagOf(sha) });
+    return sha;
+  } finally {
+    rmSync(blobFile, { force: true });
+  }
+}
+
+/**
  * A service repository with `historyBytes` of history: `commits` commits that each replace one large incompressible
  * blob outside kubernetes/ (few commits, no compression: cheap to build), the first with the manifests, and a last
  * commit that changes a manifest only. Both the head and the last blob commit have their image tag.

@@ -13,6 +13,8 @@ const MAX_PATHSPECS = 500;
 const MAX_FACT_BLOBS = 64;
 /** ...and only while the pack stays this small; a larger change is left out of the counts rather than fetched. */
 const MAX_FACT_PACK_BYTES = 1024 * 1024;
+/** Commits remembered as fetched with their new small blobs (the recent deploys'), over all caches. */
+const MAX_REMEMBERED_COMMITS = 1024;
 
 /**
  * Facts about a commit for the event log (author, date, lines added and removed against the first parent). They are
@@ -20,19 +22,37 @@ const MAX_FACT_PACK_BYTES = 1024 * 1024;
  * line counts only from what is cheap — the changed blobs the cache holds (the manifests a deploy has just read
  * among them), plus the missing ones when there are few and they come in one small pack (a fetch that grows past
  * 1 MiB is stopped and its partial pack removed; a read-priority fetch, so it never holds up a deploy's fetch). The
- * lines of changed files left out are not counted.
+ * lines of changed files left out are not counted. A file whose new version a commit fetched with its new small blobs
+ * did not bring is above the small-blob limit: it is left out without asking the server for it at all (a server
+ * asked for a 512 MiB blob starts sending it; stopping at 1 MiB spares the cache, not the server).
  */
 export class CommitFactsReader {
   readonly #caches: GitCaches;
   readonly #fetcher: GitFetcher;
   readonly #reader: GitReader;
   readonly #log: Logger;
+  /** `cache dir NUL sha` of commits fetched with their new small blobs, oldest first. */
+  readonly #withSmallBlobs = new Set<string>();
 
   constructor(caches: GitCaches, fetcher: GitFetcher, reader: GitReader, logger: Logger) {
     this.#caches = caches;
     this.#fetcher = fetcher;
     this.#reader = reader;
     this.#log = logger;
+  }
+
+  /**
+   * `sha` came into the cache in a fetch that brought its new blobs up to the small-blob limit (git-fetch.ts
+   * `smallBlobs`): a new version of a changed file it lacks is larger, and its line counts are not worth a fetch.
+   */
+  cameWithSmallBlobs(repo: Repo, sha: string): void {
+    const key = `${repo.dir}\0${sha}`;
+    this.#withSmallBlobs.delete(key);
+    this.#withSmallBlobs.add(key);
+    for (const oldest of this.#withSmallBlobs) {
+      if (this.#withSmallBlobs.size <= MAX_REMEMBERED_COMMITS) break;
+      this.#withSmallBlobs.delete(oldest);
+    }
   }
 
   /** The facts of `sha` (the caller made sure the commit is cached). */
@@ -52,30 +72,37 @@ export class CommitFactsReader {
     };
   }
 
+  /** Which of `blobs` the cache holds (a partial cache lacks what it never fetched). */
+  async #held(repo: Repo, blobs: readonly string[]): Promise<Set<string>> {
+    const infos = await this.#reader.info(repo, blobs);
+    return new Set(blobs.filter((_, i) => infos[i] !== undefined));
+  }
+
   async #lineCounts(repo: Repo, parent: string, sha: string): Promise<{ insertions: number; deletions: number }> {
     const diffTree = (await this.#caches.local(repo, ['diff-tree', '-r', '-z', '--no-renames', '--no-commit-id', parent, sha])) ?? '';
     const files = changedFiles(diffTree);
     if (files.length === 0) return { insertions: 0, deletions: 0 };
-    const changed = { files, blobs: [...new Set(files.flatMap((f) => f.blobs))] };
-
-    let infos = await this.#reader.info(repo, changed.blobs);
-    let missing = changed.blobs.filter((_, i) => infos[i] === undefined);
+    const all = blobsOf(files);
+    let held = await this.#held(repo, all);
+    // A new version that did not come with the commit's small blobs is a large file: left out, neither side fetched.
+    const counted = this.#withSmallBlobs.has(`${repo.dir}\0${sha}`)
+      ? files.filter((f) => f.newBlob === undefined || held.has(f.newBlob))
+      : files;
+    const missing = blobsOf(counted).filter((b) => !held.has(b));
     if (missing.length > 0 && missing.length <= MAX_FACT_BLOBS) {
       try {
         const outcome = await this.#fetcher.fetch(repo, { kind: 'blobs', oids: missing }, sha, {
           purpose: 'read',
           maxPackBytes: MAX_FACT_PACK_BYTES,
         });
-        if (outcome === 'ok') infos = await this.#reader.info(repo, changed.blobs);
+        if (outcome === 'ok') held = await this.#held(repo, all);
       } catch (err) {
         // Counts without the missing files are still counts; a remote that is down or busy does not stop them.
         if (!(err instanceof UpstreamError)) throw err;
         this.#log.info({ repository: repo.remote.url, commit: sha, err: err.message }, 'line counts without the files the cache lacks');
       }
-      missing = changed.blobs.filter((_, i) => infos[i] === undefined);
     }
-    const absent = new Set(missing);
-    const countable = changed.files.filter((f) => f.blobs.every((b) => !absent.has(b))).map((f) => f.path);
+    const countable = counted.filter((f) => f.blobs.every((b) => held.has(b))).map((f) => f.path);
     if (countable.length === 0) return { insertions: 0, deletions: 0 };
     const pathspecs = countable.length === files.length && countable.length > MAX_PATHSPECS ? [] : countable.slice(0, MAX_PATHSPECS);
     const numstat =
@@ -117,24 +144,34 @@ export function parseRawDiff(raw: string): { paths: string[]; blobs: string[] } 
   return { paths: files.map((f) => f.path), blobs: [...new Set(files.flatMap((f) => f.blobs))] };
 }
 
+interface ChangedFile {
+  path: string;
+  /** Blob ids of both sides (one for an added or deleted file). */
+  blobs: string[];
+  /** The blob id of the new side, unless the file was deleted. */
+  newBlob?: string;
+}
+
+function blobsOf(files: readonly ChangedFile[]): string[] {
+  return [...new Set(files.flatMap((f) => f.blobs))];
+}
+
 /** Each changed path of `diff-tree -r -z --no-renames` output with its blob ids (both sides). */
-export function changedFiles(raw: string): Array<{ path: string; blobs: string[] }> {
+export function changedFiles(raw: string): ChangedFile[] {
   const fields = raw.split('\0');
-  const files: Array<{ path: string; blobs: string[] }> = [];
+  const files: ChangedFile[] = [];
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const meta = fields[i] ?? '';
     const path = fields[i + 1] ?? '';
     if (!meta.startsWith(':')) break;
     const [oldMode, newMode, oldOid, newOid] = meta.slice(1).split(' ');
-    const blobs: string[] = [];
-    for (const [mode, oid] of [
-      [oldMode, oldOid],
-      [newMode, newOid],
-    ] as const) {
-      // Gitlinks (160000) name commits of other repositories; zero ids are the missing side of an add or delete.
-      if (mode !== undefined && oid !== undefined && /^10|^12/.test(mode) && !/^0+$/.test(oid)) blobs.push(oid);
-    }
-    files.push({ path, blobs });
+    // Gitlinks (160000) name commits of other repositories; zero ids are the missing side of an add or delete.
+    const blob = (mode: string | undefined, oid: string | undefined): string | undefined =>
+      mode !== undefined && oid !== undefined && /^10|^12/.test(mode) && !/^0+$/.test(oid) ? oid : undefined;
+    const before = blob(oldMode, oldOid);
+    const after = blob(newMode, newOid);
+    const blobs = [before, after].filter((b): b is string => b !== undefined);
+    files.push({ path, blobs, ...(after === undefined ? {} : { newBlob: after }) });
   }
   return files;
 }

@@ -140,7 +140,10 @@ export class GitSource implements Source {
       ...options,
       maxPackBytes: MAX_SMALL_BLOBS_PACK_BYTES,
     });
-    return outcome === 'too big' ? this.#fetcher.fetch(repo, target, what, options) : outcome;
+    if (outcome === 'too big') return this.#fetcher.fetch(repo, target, what, options);
+    // The line counts then know that a changed file's new version this commit lacks is a large one (git-facts.ts).
+    if (outcome === 'ok' && target.kind === 'commit') this.#facts.cameWithSmallBlobs(repo, target.sha);
+    return outcome;
   }
 
   async #resolveShort(repo: Repo, prefix: string, purpose: Purpose): Promise<string> {

@@ -186,6 +186,33 @@ describe('GitSource under failure and abuse', () => {
     expect(readdirSync(join(cacheDir, 'git', cache ?? 'none', 'objects', 'pack')).filter((n) => n.startsWith('tmp_'))).toEqual([]);
   });
 
+  it('asks the server for no version of a large file a commit replaced when counting its lines', async () => {
+    const repo = await createRepo(g.root, 'hard-facts-replace', [
+      { files: { 'kubernetes/a.yaml': 'a: 1\n', 'src/x.c': 'x\n', 'assets/big.bin': bigBlob(3 * 1024 * 1024, 'replace-1') } },
+    ]);
+    const svc = groundService(g, repo.urlPath);
+    const { source } = newSource();
+    await source.filesAt(svc, await source.resolve(svc, 'main'));
+    const sha = await addCommit(g.root, 'hard-facts-replace', {
+      'kubernetes/a.yaml': 'a: 2\nb: 2\n',
+      'src/x.c': 'x\ny\n',
+      'assets/big.bin': bigBlob(3 * 1024 * 1024, 'replace-2'),
+    });
+    const before = (await gitStats(g.baseUrl)).log.length;
+
+    await source.filesAt(svc, await source.resolve(svc, sha));
+    const facts = await source.commitFacts(svc, sha);
+
+    // a.yaml +2 -1 and x.c +1 (its old version, never fetched, is small: fetched for the counts); big.bin left out.
+    expect(facts).toMatchObject({ commit: sha, insertions: 3, deletions: 1 });
+    const fetches = (await gitStats(g.baseUrl)).log.slice(before).filter((r) => r.repo === repo.urlPath && r.command === 'fetch');
+    expect(fetches.map((r) => [r.filter, r.wants])).toEqual([
+      ['blob:limit=262144', 1],
+      ['blob:none', 1],
+    ]);
+    expect(fetches.reduce((n, r) => n + r.bytesOut, 0)).toBeLessThan(64 * 1024);
+  });
+
   it('joins concurrent fetches of the same branch or commit instead of queueing one each', async () => {
     const repo = await createRepo(g.root, 'hard-join', [{ files: { 'kubernetes/a.yaml': 'a: 1\n' } }]);
     const svc = groundService(g, repo.urlPath);
