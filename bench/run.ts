@@ -170,10 +170,14 @@ async function compileDeployer(): Promise<string> {
   return main;
 }
 
+/** Deploys through the compiled build before its second idle reading. */
+const COMPILED_DEPLOYS = 5;
+
 /** The NODE_OPTIONS the Dockerfile sets for the deployer's image (its V8 flags change the RSS), if any. */
 function imageNodeOptions(): string | undefined {
   const dockerfile = readFileSync(join(PROJECT, 'Dockerfile'), 'utf8');
-  return /^ENV\b.*\bNODE_OPTIONS=(\S+)/m.exec(dockerfile)?.[1];
+  const match = /^ENV\b.*\bNODE_OPTIONS=(?:"([^"]*)"|(\S+))/m.exec(dockerfile);
+  return match?.[1] ?? match?.[2];
 }
 
 /** RSS of a fresh node process that imported `lib` (nothing for '') and settled; undefined when that failed. */
@@ -362,6 +366,8 @@ async function main(): Promise<void> {
     // The same configuration from the compiled build, for comparison: what tsx itself costs.
     const built = await build;
     let compiledIdle: number | undefined;
+    let compiledAfterDeploys: number | undefined;
+    let compiledAfterNote = '';
     let compiledNote = '';
     if (built instanceof Error) compiledNote = `not measured: ${built.message.slice(0, 200)}`;
     else {
@@ -379,6 +385,17 @@ async function main(): Promise<void> {
       try {
         await new Promise((r) => setTimeout(r, 2000));
         compiledIdle = compiled.rss();
+        // The same process idle again after a few deploys: what it keeps once every deploy module is loaded.
+        try {
+          for (let i = 0; i < COMPILED_DEPLOYS; i++) {
+            const sha = await newVersion({ gitRoot, registry, repo: web, value: `i${i}` });
+            mustSucceed('deploy through the compiled build', await call(`${compiled.url}/${web.name}/deploy`, { commit: sha }));
+          }
+          await new Promise((r) => setTimeout(r, 2000));
+          compiledAfterDeploys = compiled.rss();
+        } catch (err) {
+          compiledAfterNote = `not measured: ${(err as Error).message.slice(0, 200)}`;
+        }
       } finally {
         await compiled.stop();
       }
@@ -640,6 +657,12 @@ async function main(): Promise<void> {
         figure: `idle RSS of the compiled build (\`node dist/main.js\`, same config), as the image runs it (NODE_OPTIONS=${imageNodeOptions() ?? ''})`,
         ...(compiledIdle === undefined ? {} : { bytes: compiledIdle, target: '≤ 80 MiB', met: compiledIdle <= 80 * MiB }),
         ...(compiledNote === '' ? {} : { note: compiledNote }),
+      },
+      {
+        section: 'Memory',
+        figure: `… the same process idle again after ${COMPILED_DEPLOYS} deploys`,
+        ...(compiledAfterDeploys === undefined ? {} : { bytes: compiledAfterDeploys }),
+        ...(compiledAfterDeploys === undefined ? { note: compiledAfterNote === '' ? compiledNote : compiledAfterNote } : {}),
       },
       {
         section: 'Memory',

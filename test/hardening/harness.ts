@@ -105,7 +105,7 @@ export interface DeployerProcess {
 export async function startDeployerProcess(config: Record<string, unknown>, dir: string, port: number): Promise<DeployerProcess> {
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-  const child = spawn(process.execPath, ['--max-semi-space-size=16', '--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', '--v8-pool-size=2', '--import', 'tsx', 'src/main.ts'], {
     // The image's V8 setting (Dockerfile NODE_OPTIONS), so that memory is measured as it runs there.
     cwd: process.cwd(),
     env: { ...process.env, DEPLOYER_CONFIG: file },

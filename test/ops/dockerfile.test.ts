@@ -90,6 +90,12 @@ const runtime = stages[stages.length - 1] as Stage;
 const runs = (stage: Stage): string => stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args).join('\n');
 const last = (stage: Stage, keyword: string): string | undefined =>
   stage.instructions.filter((i) => i.keyword === keyword).map((i) => i.args).pop();
+/** The runtime stage's NODE_OPTIONS (ENV, quoted or not): node must accept them, or the image would not start. */
+const nodeOptions = ((): string | undefined => {
+  const env = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+  const m = /\bNODE_OPTIONS=(?:"([^"]*)"|(\S+))/.exec(env);
+  return m?.[1] ?? m?.[2];
+})();
 
 describe('Dockerfile', () => {
   it('builds in a stage with dev dependencies and runs with production dependencies only', () => {
@@ -193,7 +199,13 @@ describe('Dockerfile', () => {
       // Started as the image starts it, with a config that needs nothing outside: it listens and answers /healthz.
       const child = spawn(process.execPath, [join(relative(ROOT, out), 'main.js')], {
         cwd: ROOT,
-        env: { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', DEPLOYER_AUTH_TOKEN: 'x', DEPLOYER_PORT: '0' },
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          NODE_ENV: 'production',
+          ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }),
+          DEPLOYER_AUTH_TOKEN: 'x',
+          DEPLOYER_PORT: '0',
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
