@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
+import { FETCH_OPTIONS } from '../../src/source/git-fetch.js';
 import { gitStats } from '../../test/env/git-server.js';
 import { newVersion, run, type BenchRepo } from './fixtures.js';
 import type { Row } from './report.js';
@@ -60,18 +61,7 @@ export async function gitFetchFloor(options: {
   const fetch = (sha: string, filter: string): Promise<string> =>
     run(
       'git',
-      [
-        'fetch',
-        '--progress',
-        '--no-tags',
-        '--no-write-fetch-head',
-        '--no-recurse-submodules',
-        '--no-auto-maintenance',
-        filter,
-        '--end-of-options',
-        'origin',
-        `${sha}:refs/deployer/commits/${sha}`,
-      ],
+      ['fetch', ...FETCH_OPTIONS, filter, '--end-of-options', 'origin', `${sha}:refs/deployer/commits/${sha}`],
       { cwd: dir, env: { ...auth, GIT_NO_LAZY_FETCH: '0' } },
     );
   // The first fetch makes the cache one with history (not measured), as the deployer's first deploy does.

@@ -100,16 +100,7 @@ export class GitFetcher {
         input = `${target.oids.join('\n')}\n`;
         break;
     }
-    const args = [
-      'fetch',
-      // Progress output keeps the stall timeout from killing a slow but moving transfer.
-      '--progress',
-      '--no-tags',
-      '--no-write-fetch-head',
-      '--no-recurse-submodules',
-      '--no-auto-maintenance',
-      filterOf(target),
-    ];
+    const args = ['fetch', ...FETCH_OPTIONS, filterOf(target)];
     if (input !== undefined) args.push('--stdin');
     args.push('--end-of-options', 'origin', ...refspecs);
     const before = maxPackBytes === undefined ? undefined : new Set((await tmpPackSizes(repo.dir)).keys());
@@ -186,6 +177,16 @@ export class GitFetcher {
     }
   }
 }
+
+/** The options of every fetch into a cache, before its filter (the bench's floor fetches with them too). */
+export const FETCH_OPTIONS = [
+  // Progress output keeps the stall timeout from killing a slow but moving transfer.
+  '--progress',
+  '--no-tags',
+  '--no-write-fetch-head',
+  '--no-recurse-submodules',
+  '--no-auto-maintenance',
+] as const;
 
 /** Blobs up to this size come with a commit fetched into a cache that has history (`smallBlobs`). */
 export const SMALL_BLOB_BYTES = 256 * 1024;
