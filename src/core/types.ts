@@ -141,16 +141,20 @@ export interface DeploymentCondition {
   readonly message?: string | undefined;
 }
 
-/** A Deployment as the deployer reads it. */
-export interface LiveDeployment {
+/** What the deployer reads of every workload: where it is, which pods are its, and which spec generation is live. */
+export interface LiveWorkload {
   readonly namespace: string;
   readonly name: string;
   readonly uid: string;
   readonly generation: number;
+  readonly selector: Readonly<Record<string, string>>;
+}
+
+/** A Deployment as the deployer reads it. */
+export interface LiveDeployment extends LiveWorkload {
   readonly createdAt?: string | undefined;
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
-  readonly selector: Readonly<Record<string, string>>;
   /** The pod template's labels (read where a decision needs them: the original deployer's canaries). */
   readonly podLabels?: Readonly<Record<string, string>> | undefined;
   /** The images of the pod template's containers and init containers, as applied. */
@@ -181,12 +185,7 @@ export interface UpdateStrategy {
 }
 
 /** A StatefulSet as the rollout verdict reads it (the fields `kubectl rollout status` reads). */
-export interface LiveStatefulSet {
-  readonly namespace: string;
-  readonly name: string;
-  readonly uid: string;
-  readonly generation: number;
-  readonly selector: Readonly<Record<string, string>>;
+export interface LiveStatefulSet extends LiveWorkload {
   /** `spec.replicas` (1 when unset). */
   readonly desired: number;
   readonly updateStrategy: UpdateStrategy;
@@ -202,12 +201,7 @@ export interface LiveStatefulSet {
 }
 
 /** A DaemonSet as the rollout verdict reads it. */
-export interface LiveDaemonSet {
-  readonly namespace: string;
-  readonly name: string;
-  readonly uid: string;
-  readonly generation: number;
-  readonly selector: Readonly<Record<string, string>>;
+export interface LiveDaemonSet extends LiveWorkload {
   /** Its template's generation (annotation `deprecated.daemonset.template.generation`): the label of its new pods. */
   readonly templateGeneration?: string | undefined;
   readonly updateStrategy: UpdateStrategy;
