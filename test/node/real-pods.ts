@@ -198,21 +198,18 @@ export interface WorkloadSpec {
 }
 
 /**
- * A StatefulSet of the sample service with its headless Service, scheduled on the node; each pod mounts a volume
- * claim `data` of 1 MiB with no storage class, which binds to a PersistentVolume the test creates (see
- * createHostPathVolumes).
+ * The lines of an apps/v1 workload `name` up to its containers (which the caller adds): labelled and selected by
+ * `app: NAME`, its pods on the node (its scheduler), stopped within 5 s; `specLines` go before the selector.
  */
-export function statefulSetManifests(spec: WorkloadSpec & { readonly replicas: number }): Record<string, string> {
-  const { name } = spec;
-  const statefulSet = [
+function workloadYaml(kind: 'StatefulSet' | 'DaemonSet', name: string, specLines: readonly string[]): string[] {
+  return [
     'apiVersion: apps/v1',
-    'kind: StatefulSet',
+    `kind: ${kind}`,
     'metadata:',
     `  name: ${name}`,
     `  labels: { app: ${name} }`,
     'spec:',
-    `  serviceName: ${name}`,
-    `  replicas: ${spec.replicas}`,
+    ...specLines,
     `  selector: { matchLabels: { app: ${name} } }`,
     '  template:',
     `    metadata: { labels: { app: ${name} } }`,
@@ -220,6 +217,18 @@ export function statefulSetManifests(spec: WorkloadSpec & { readonly replicas: n
     '      terminationGracePeriodSeconds: 5',
     `      schedulerName: ${ground('node').schedulerName}`,
     '      containers:',
+  ];
+}
+
+/**
+ * A StatefulSet of the sample service with its headless Service, scheduled on the node; each pod mounts a volume
+ * claim `data` of 1 MiB with no storage class, which binds to a PersistentVolume the test creates (see
+ * createHostPathVolumes).
+ */
+export function statefulSetManifests(spec: WorkloadSpec & { readonly replicas: number }): Record<string, string> {
+  const { name } = spec;
+  const statefulSet = [
+    ...workloadYaml('StatefulSet', name, [`  serviceName: ${name}`, `  replicas: ${spec.replicas}`]),
     ...sampleContainer(spec.image, spec.env ?? {}, 8, ['  volumeMounts: [{ name: data, mountPath: /data }]']),
     '  volumeClaimTemplates:',
     '    - metadata: { name: data }',
@@ -244,22 +253,7 @@ export function statefulSetManifests(spec: WorkloadSpec & { readonly replicas: n
 /** A DaemonSet of the sample service, its pods placed on the node by the node's scheduler. */
 export function daemonSetYaml(spec: WorkloadSpec): string {
   const { name } = spec;
-  const lines = [
-    'apiVersion: apps/v1',
-    'kind: DaemonSet',
-    'metadata:',
-    `  name: ${name}`,
-    `  labels: { app: ${name} }`,
-    'spec:',
-    `  selector: { matchLabels: { app: ${name} } }`,
-    '  template:',
-    `    metadata: { labels: { app: ${name} } }`,
-    '    spec:',
-    '      terminationGracePeriodSeconds: 5',
-    `      schedulerName: ${ground('node').schedulerName}`,
-    '      containers:',
-    ...sampleContainer(spec.image, spec.env ?? {}, 8),
-  ];
+  const lines = [...workloadYaml('DaemonSet', name, []), ...sampleContainer(spec.image, spec.env ?? {}, 8)];
   return `${lines.join('\n')}\n`;
 }
 
