@@ -71,8 +71,9 @@ export class KubeTransport {
   /**
    * Sends a request. A GET of a URL that is already being read joins that read instead of making another round trip
    * (a deploy reads its Deployment for the ownership check and for the version it replaces, at the same moment; the
-   * callers waiting for one deploy's verdict poll in step, and N of them read as one), unless this transport finished a write since that read was sent: a joined answer is then as fresh as one of its
-   * own, as far as this process can tell. Each caller gets its own copy of the body.
+   * callers waiting for one deploy's verdict poll in step, and N of them read as one), unless this transport finished
+   * a write since that read was sent: a joined answer is then as fresh as one of its own, as far as this process can
+   * tell. Each caller gets its own copy of the body.
    */
   async send(req: KubeRequest): Promise<KubeResponse> {
     if (req.method !== 'GET') {
