@@ -137,6 +137,9 @@ describe('nothing of the ground remains after a run', () => {
     kept.push(base);
     expect(existsSync(join(base, 'logs', 'kubelet.log'))).toBe(true);
     expect(output).toContain(`test ground files (logs, state) kept in ${base}`);
+    // The failed tests come last, after the ground's logs: a CI log cut to its tail still names them.
+    const list = output.lastIndexOf('Failed (1):\n  test/node/fixtures/hold-a-pod.fixture.ts > holds a running pod\n    AssertionError: ');
+    expect(list, output).toBeGreaterThan(output.lastIndexOf('----- kubelet.log -----'));
   }, 480_000);
 
   it.each(['sigterm', 'sigkill'] as const)('whose runner got %s: gone, at the latest after the next run sweeps', async (end) => {
