@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../env/processes.js';
 import { send } from '../e2e/flows-setup.js';
 import { basic } from '../e2e/setup.js';
 import { clusterIp, getSample, runningPods, sampleManifests, startSampleService, type SampleService } from './real-pods.js';
@@ -43,6 +44,18 @@ describe('canary traffic through the Service ClusterIP', () => {
     expect((await runningPods(namespace, 'shop')).filter((p) => p.ready)).toHaveLength(4);
 
     const ip = await clusterIp(namespace, 'shop');
+    // Ready pods reach kube-proxy's rules a moment later (endpoints controller, then kube-proxy's sync: seconds on a
+    // loaded machine): the share is counted once the canary answers through the ClusterIP, all four pods in the rules.
+    const synced = Date.now();
+    let probes = 0;
+    await waitFor(
+      async () => {
+        probes++;
+        return (await getSample(`${ip}:80`)).version === tag(1);
+      },
+      { what: 'the canary behind the ClusterIP', timeoutMs: 60_000, intervalMs: 50 },
+    );
+    process.stdout.write(`[real node] the canary answered through the ClusterIP after ${probes} requests, ${Date.now() - synced} ms\n`);
     const counts = new Map<string, number>();
     const pods = new Set<string>();
     for (let i = 0; i < REQUESTS; i++) {

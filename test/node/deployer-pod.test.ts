@@ -8,6 +8,7 @@ import { createRepo, type FixtureRepo } from '../env/git-fixtures.js';
 import { ground } from '../env/ground.js';
 import { adminClient, kubeRequest } from '../env/kube-helpers.js';
 import { deployerImageLayout, pushOciLayout } from '../env/node-images.js';
+import { waitFor } from '../env/processes.js';
 import { clusterIp, podLogs, pushSample, readyPods, runningPods, sampleManifests } from './real-pods.js';
 
 /**
@@ -168,6 +169,11 @@ describe('the deployer as a pod on the real node', () => {
     const installed = await send(`${bootstrap.url}/deployer/deploy`, { auth: ops, json: { tag: tagOf(self, 0), wait: '5m' } });
     if (installed.status !== 200) expect.fail(`${JSON.stringify(installed.body)}\n${await podLogs('deployer', 'deployer')}`);
     service = `${await clusterIp('deployer', 'deployer')}:80`;
+    // Ready pods reach kube-proxy's rules up to a sync later (its minimum period is 1 s; more on a loaded machine).
+    await waitFor(async () => (await fetch(`http://${service}/readyz`, { signal: AbortSignal.timeout(2_000) })).status === 200, {
+      what: 'the deployer behind its ClusterIP',
+      intervalMs: 100,
+    });
   }, 420_000);
 
   afterAll(async () => {
