@@ -205,6 +205,8 @@ describe('depctl against a deployer on the test ground', () => {
 
       const live = await adminClient().apps.readNamespacedDeployment({ name: 'shop', namespace });
       expect(live.spec?.template.spec?.containers[0]?.image).toMatch(new RegExp(`^${image}:${tag}@sha256:`));
+      // The event line comes a moment after the answer (its commit facts are read after it).
+      await deployer.settled();
       const event = deployer.logs.find((l) => l['event'] === 'deploy' && l['commit'] === c1 && l['kind'] === 'deploy');
       expect(event).toMatchObject({ result: 'success', caller: 'dev', userAgent: `depctl/${VERSION}` });
     });
@@ -246,12 +248,14 @@ describe('depctl against a deployer on the test ground', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`no --commit or --tag given, and the current directory's HEAD is unknown`);
       expect(r.stdout).toBe('');
+      await deployer.settled();
       expect(deployer.logs.slice(before).some((l) => l['event'] === 'deploy')).toBe(false);
     });
 
     it("a failing deploy exits 1 with the server's error text, and is not reported (depctl caller)", async () => {
       const before = deployer.logs.length;
       const r = await depctl(['deploy', shop.name, '--commit', c3]);
+      await deployer.settled();
       expect(deployer.logs.slice(before)).toContainEqual(expect.objectContaining({ msg: 'error not reported: depctl caller' }));
 
       const expected = await direct(`${deployer.url}/${shop.name}/deploy`, DEV_SECRET, 'dev', {
@@ -407,6 +411,7 @@ describe('depctl against a deployer on the test ground', () => {
       const before = deployer.logs.length;
       const r = await depctl(['deploy', shop.name, '--comit', c1]);
       expect(r).toEqual({ code: 2, stdout: '', stderr: 'depctl: unknown option --comit; did you mean --commit?\nsee "depctl help deploy"\n' });
+      await deployer.settled();
       expect(deployer.logs.slice(before).some((l) => l['event'] === 'deploy')).toBe(false);
     });
 

@@ -108,6 +108,7 @@ describe('gated promotion against a real Prometheus', () => {
     const answer = await send(`${deployer.url}/${name}/promote`, { auth: AS });
     expect(answer.status, JSON.stringify(answer.body)).toBe(409);
     expect(answer.body).toMatchObject({ analysis: { verdict: 'regression', regressions: [{ figure: 'latency', threshold: 0.05 }] } });
+    await deployer.settled();
     const line = deployer.logs.find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith(`${name};`) && l['msg'].includes(';promote fail;'));
     expect(line?.['analysis']).toMatchObject({ verdict: 'regression' });
   });
