@@ -218,8 +218,51 @@ export async function stopAll(processes: readonly (ServerProcess | undefined)[],
   await Promise.all(processes.map((p) => (p === undefined ? Promise.resolve() : p.stop(graceMs).catch(() => undefined))));
 }
 
-/** A free TCP port on 127.0.0.1 (the OS picks it; it is free when this returns, not reserved). */
-export function freePort(): Promise<number> {
+/**
+ * A free TCP port on 127.0.0.1 for a server process the ground starts: free when this returns, not reserved. It is
+ * taken below the kernel's ephemeral range (net.ipv4.ip_local_port_range), where the machine's outgoing connections
+ * take their local ports: an ephemeral port handed to a server took an outgoing connection's place meanwhile once
+ * (kube-apiserver: "bind: address already in use", with a second test run on the machine). Only other listeners
+ * compete below that range, and the pick is random over thousands of ports.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const from = 10_000;
+  for (let attempt = 0; attempt < 50 && low - from > 1_000; attempt++) {
+    const port = from + Math.floor(Math.random() * (low - from));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  return ephemeralPort();
+}
+
+/** Ports freePort gave in this process: a server may not have bound its port yet when the next one is picked. */
+const handedOut = new Set<number>();
+
+/** [first, last] of the ports the kernel gives outgoing connections (Linux' default when it cannot be read). */
+export function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high)) return [low, high];
+  } catch {
+    // not Linux
+  }
+  return [32_768, 60_999];
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+function ephemeralPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
