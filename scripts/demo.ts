@@ -54,17 +54,28 @@ const SLOW_LATENCY_MS = STABLE_LATENCY_MS + Math.round(1.5 * GROUND_MONITORING.l
 
 /**
  * Prints to stdout, and once stdout is gone (piped into `tee`, which Ctrl-C ends first: EPIPE) to stderr, so that
- * the demo still says what it does while it stops, and never dies of a closed pipe.
+ * the demo still says what it does while it stops, and never dies of a closed pipe. A line whose own write found
+ * stdout gone is written again to stderr (the pipe's error comes after the write returned).
  */
 let stdoutGone = false;
 process.stdout.on('error', () => {
   stdoutGone = true;
 });
-const say = (line = ''): void => {
+const write = (line: string, done: () => void): void => {
   const text = `${line}\n`;
-  if (!stdoutGone) process.stdout.write(text);
-  else process.stderr.write(text);
+  if (stdoutGone) {
+    process.stderr.write(text, () => done());
+    return;
+  }
+  process.stdout.write(text, (err) => {
+    if (err === null || err === undefined) return done();
+    stdoutGone = true;
+    process.stderr.write(text, () => done());
+  });
 };
+const say = (line = ''): void => write(line, () => undefined);
+/** The last words before exit: resolves once the line is written, wherever it went. */
+const sayLast = (line: string): Promise<void> => new Promise((resolve) => write(line, resolve));
 process.stderr.on('error', () => undefined);
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -183,7 +194,7 @@ async function main(): Promise<void> {
       for (const entry of readdirSync(base)) if (entry !== 'logs') rmSync(join(base, entry), { recursive: true, force: true });
       say(`demo: failed; the logs are kept in ${logsDir} (remove ${base} when done)`);
     }
-    say('demo: stopped');
+    await sayLast('demo: stopped');
     process.exit(code);
   };
   process.on('SIGINT', () => void stop(0));
