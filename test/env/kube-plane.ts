@@ -77,7 +77,7 @@ export async function startKube(dir: string, logsDir: string, network?: KubeNetw
   };
 
   try {
-    const [etcdClientPort, etcdPeerPort, apiPort] = await distinctPorts(3);
+    const [etcdClientPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
     const etcdClient = `http://127.0.0.1:${etcdClientPort}`;
     const etcdPeer = `http://127.0.0.1:${etcdPeerPort}`;
     const etcd = spawnServer({
@@ -171,10 +171,4 @@ export async function startKube(dir: string, logsDir: string, network?: KubeNetw
     await stop();
     throw err;
   }
-}
-
-async function distinctPorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
 }

@@ -236,10 +236,16 @@ export async function freePort(): Promise<number> {
       return port;
     }
   }
-  return ephemeralPort();
+  for (;;) {
+    const port = await ephemeralPort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
-/** Ports freePort gave in this process: a server may not have bound its port yet when the next one is picked. */
+/** Ports freePort gave in this process (never twice): a server may not have bound its port yet when the next one is picked. */
 const handedOut = new Set<number>();
 
 /** [first, last] of the ports the kernel gives outgoing connections (Linux' default when it cannot be read). */
