@@ -9,8 +9,9 @@ export default defineConfig({
     globalSetup: ['test/env/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // The ground's stop (global-setup's teardown) waits for its cgroups to go, up to 45 s on a busy machine: vitest's
-    // default 10 s cut it short once, leaving the passed run's folder and empty cgroups to the next run's sweep.
+    // How long vitest gives its workers to end before it reports them hanging. (A passed run's folder and cgroups
+    // once stayed behind, blamed on this timeout; the cause was the process ending in the middle of the ground's
+    // stop, see processes.ts' stop().)
     teardownTimeout: 90_000,
     // Integration tests share one test ground; files run in parallel workers but each uses its own namespaces,
     // repositories and image names.

@@ -203,6 +203,10 @@ export function spawnServer(options: SpawnOptions): ServerProcess {
     hasExited: () => done,
     async stop(graceMs = 5_000): Promise<void> {
       if (done) return;
+      // The child is unref'd so that a running server never holds the test run open; a stop that waits for its
+      // exit must hold it: once the SIGKILL timer has fired, a teardown with nothing else left would otherwise end
+      // the process (exit 0) before the exit event, in the middle of the teardown.
+      child.ref();
       killGroup(pid, 'SIGTERM');
       const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
       await exited;

@@ -113,7 +113,8 @@ async function expectNothingLeft(node: NodeGround): Promise<void> {
     },
     { what: 'the ground to be gone', timeoutMs: 20_000, intervalMs: 300 },
   ).catch(() => undefined);
-  expect(left).toEqual([]);
+  // The leftovers first: a failed run's closing list shows an error's first lines only.
+  expect(left, `left of the ground: ${left.join('; ')}`).toEqual([]);
 }
 
 describe('nothing of the ground remains after a run', () => {
