@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ManifestError, UpstreamError } from '../errors.js';
+import { changedByApply } from './applied-change.js';
 import { ApiResourceList, LiveObject } from './schemas.js';
 import type { KubeResponse, KubeTransport } from './transport.js';
 import { failureReason, isManifestFault, refusal, type RequestContext } from './failures.js';
@@ -23,7 +24,7 @@ export interface Scope {
 const API_VERSION = /^(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?$/;
 /** How long a discovery answer that lacks a kind is trusted before asking again (a CRD may just have been added). */
 const DISCOVERY_MISS_TTL_MS = 30_000;
-/** How long a resourceVersion seen by the ownership read stands in for the apply's own GET. */
+/** How long an object seen by the ownership read stands in for the apply's own GET. */
 const SEEN_TTL_MS = 10_000;
 /** Dry-runs in flight at once. */
 const DRY_RUN_CONCURRENCY = 4;
@@ -55,7 +56,7 @@ export class KubeClient {
   readonly #groups = new Map<string, DiscoveredGroup>();
   readonly #pending = new Map<string, Promise<DiscoveredGroup | undefined>>();
   /** resourceVersions the ownership read just saw, by object path, so the apply right after needs no GET of its own. */
-  readonly #seen = new Map<string, { version: string | undefined; at: number }>();
+  readonly #seen = new Map<string, { object: LiveObject | undefined; at: number }>();
 
   constructor(options: KubeClientOptions) {
     this.#transport = options.transport;
@@ -170,7 +171,7 @@ export class KubeClient {
     if (!('path' in target)) {
       throw new ManifestError(`${object.kind} ${object.metadata.name}: ${target.reason}`, { detail: { failures: [target] } });
     }
-    const previousVersion = await this.#versionBefore(target);
+    const before = await this.#objectBefore(target);
     const res = await this.#apply(target, false);
     if (res.status !== 200 && res.status !== 201) {
       if (isManifestFault(res)) {
@@ -181,24 +182,24 @@ export class KubeClient {
       }
       throw refusal(res, target.context);
     }
-    const after = resourceVersionOf(res, target.context);
-    const action = res.status === 201 ? 'created' : after === previousVersion ? 'unchanged' : 'configured';
+    const after = liveObjectOf(res, target.context);
+    const action = res.status === 201 ? 'created' : before !== undefined && !changedByApply(before, after, this.#fieldManager) ? 'unchanged' : 'configured';
     const result: ObjectResult = { apiVersion: object.apiVersion, kind: object.kind, namespace: target.context.namespace, name: object.metadata.name, action };
     this.#log.info(result, 'applied');
     return result;
   }
 
   /**
-   * The object's resourceVersion before the apply, to tell `configured` from `unchanged`: what the ownership read
-   * right before saw (`liveAnnotations`, consumed once and only for a few seconds), else a GET.
+   * The object before the apply, to tell `configured` from `unchanged`: what the ownership read right before saw
+   * (`liveAnnotations`, consumed once and only for a few seconds), else a GET.
    */
-  async #versionBefore(target: Target): Promise<string | undefined> {
+  async #objectBefore(target: Target): Promise<LiveObject | undefined> {
     const seen = this.#seen.get(target.path);
     this.#seen.delete(target.path);
-    if (seen !== undefined && Date.now() - seen.at < SEEN_TTL_MS) return seen.version;
+    if (seen !== undefined && Date.now() - seen.at < SEEN_TTL_MS) return seen.object;
     const before = await this.#transport.send({ method: 'GET', path: target.path });
     if (before.status !== 200 && before.status !== 404) throw refusal(before, { ...target.context, verb: 'get' });
-    return before.status === 200 ? resourceVersionOf(before, target.context) : undefined;
+    return before.status === 200 ? liveObjectOf(before, target.context) : undefined;
   }
 
   #apply(target: Target, dryRun: boolean): Promise<KubeResponse> {
@@ -258,13 +259,13 @@ export class KubeClient {
       if (!('path' in target)) return undefined;
       const res = await this.#transport.send({ method: 'GET', path: target.path });
       if (res.status === 404) {
-        this.#seen.set(target.path, { version: undefined, at: Date.now() });
+        this.#seen.set(target.path, { object: undefined, at: Date.now() });
         return undefined;
       }
       if (res.status !== 200) throw refusal(res, { ...target.context, verb: 'get' });
       const parsed = LiveObject.safeParse(res.body);
       if (!parsed.success) throw unexpected(`${target.context.resource} ${object.metadata.name}`, parsed.error);
-      this.#seen.set(target.path, { version: parsed.data.metadata.resourceVersion, at: Date.now() });
+      this.#seen.set(target.path, { object: parsed.data, at: Date.now() });
       const annotations = parsed.data.metadata.annotations ?? {};
       return Object.hasOwn(annotations, key) ? annotations[key] : undefined;
     });
@@ -299,10 +300,10 @@ function failureOf(object: KubeObject, namespace: string | undefined, reason: st
   return { kind: object.kind, namespace, name: object.metadata.name, reason };
 }
 
-function resourceVersionOf(res: KubeResponse, context: RequestContext): string | undefined {
+function liveObjectOf(res: KubeResponse, context: RequestContext): LiveObject {
   const parsed = LiveObject.safeParse(res.body);
   if (!parsed.success) throw unexpected(`${context.resource} ${context.name ?? ''}`, parsed.error);
-  return parsed.data.metadata.resourceVersion;
+  return parsed.data;
 }
 
 function unexpected(what: string, cause: unknown): UpstreamError {

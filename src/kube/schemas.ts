@@ -68,3 +68,12 @@ export const ObjectMeta = z.looseObject({
 export const Conditions = z
   .array(z.looseObject({ type: z.string(), status: z.string(), reason: z.string().optional(), message: z.string().optional() }))
   .optional();
+
+/** One entry of `metadata.managedFields`: who set which fields, by which operation (server-side apply's record). */
+export const ManagedFieldsEntry = z.looseObject({
+  manager: z.string().optional(),
+  operation: z.string().optional(),
+  fieldsType: z.string().optional(),
+  fieldsV1: z.record(z.string(), z.unknown()).optional(),
+});
+export const ManagedFields = z.array(ManagedFieldsEntry);

@@ -97,6 +97,43 @@ describe('KubeClient.apply', () => {
     expect(settings.data).toEqual({ level: 'debug' });
   });
 
+  it('an apply that changes nothing is unchanged though a controller wrote the object meanwhile', async () => {
+    // The deployment controller writes a new Deployment's status and its revision annotation within moments of its
+    // creation; the action was told by resourceVersion, and an apply between those writes said "configured" (CI).
+    const objects = [deployment(namespace, 'busy', 'registry.example/busy:1')];
+    await client.apply(objects);
+    // The ownership read of a deploy, which the apply's before-image comes from.
+    await client.liveAnnotations(objects, 'example.com/owner');
+    const path = `/apis/apps/v1/namespaces/${namespace}/deployments/busy`;
+    const controller = async (revision: string): Promise<void> => {
+      const annotated = await kubeRequest('PATCH', `${path}?fieldManager=kube-controller-manager`, {
+        body: JSON.stringify({ metadata: { annotations: { 'deployment.kubernetes.io/revision': revision } } }),
+        contentType: 'application/merge-patch+json',
+      });
+      expect(annotated.status).toBe(200);
+      const status = await kubeRequest('PATCH', `${path}/status?fieldManager=kube-controller-manager`, {
+        body: JSON.stringify({ status: { observedGeneration: 1, unavailableReplicas: 1, replicas: 1 } }),
+        contentType: 'application/merge-patch+json',
+      });
+      expect(status.status).toBe(200);
+    };
+    await controller('7');
+
+    expect((await client.apply(objects)).map((r) => r.action)).toEqual(['unchanged']);
+
+    // A change of the deployer's own still counts, with the controller writing in between again.
+    await client.liveAnnotations(objects, 'example.com/owner');
+    await controller('8');
+    const changed = [deployment(namespace, 'busy', 'registry.example/busy:2')];
+    expect((await client.apply(changed)).map((r) => r.action)).toEqual(['configured']);
+    // So does a label the deployer no longer sets (server-side apply removes it).
+    const unlabelled = deployment(namespace, 'busy', 'registry.example/busy:2');
+    unlabelled.metadata.labels = { app: 'busy' };
+    expect((await client.apply([unlabelled])).map((r) => r.action)).toEqual(['configured']);
+    const live = await adminClient().apps.readNamespacedDeployment({ name: 'busy', namespace });
+    expect(live.metadata?.labels).toEqual({ app: 'busy' });
+  });
+
   it('takes over fields another manager set (force)', async () => {
     await client.apply([configMap(namespace, 'shared', { owner: 'deployer' })]);
     const other = await kubeRequest('PATCH', `/api/v1/namespaces/${namespace}/configmaps/shared?fieldManager=someone-else&force=true`, {
