@@ -8,6 +8,12 @@ set -euo pipefail
 cache=${DEPLOYER_TESTENV_CACHE:-$HOME/.cache/deployer-testenv}
 bin="$cache/bin"
 mkdir -p "$bin"
+# Two runs on one machine (two clones' CI at once) share this cache and apt's lock: one prepares at a time, and the
+# other then finds everything done. Two builds of the deployer's image at once both rewrote its OCI layout, and one
+# failed ("writing blob: rename … no such file or directory"). --close: nothing this script starts holds the lock.
+if [ "${DEPLOYER_PREPARE_LOCKED:-}" != 1 ]; then
+  exec env DEPLOYER_PREPARE_LOCKED=1 flock --close "$cache/prepare.lock" bash "$0" "$@"
+fi
 
 sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
