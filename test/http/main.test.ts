@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,11 +166,15 @@ describe('main', () => {
 
   it('a config file with a bad value exits 1 naming the key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'deployer-main-'));
-    const file = join(dir, 'config.yaml');
-    writeFileSync(file, 'listen:\n  port: 99999\ntokens:\n  ci:\n    secret: { env: CI_SECRET }\n');
-    const main = startMain({ DEPLOYER_CONFIG: file, CI_SECRET: 'x' });
-    expect(await main.exit).toBe(1);
-    expect(main.stderr.join('')).toMatch(/^deployer: invalid config: listen\.port: /);
+    try {
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, 'listen:\n  port: 99999\ntokens:\n  ci:\n    secret: { env: CI_SECRET }\n');
+      const main = startMain({ DEPLOYER_CONFIG: file, CI_SECRET: 'x' });
+      expect(await main.exit).toBe(1);
+      expect(main.stderr.join('')).toMatch(/^deployer: invalid config: listen\.port: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('no token and no insecureNoAuth exits 1', async () => {

@@ -1,11 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, LEGACY_TOKEN_NAME, loadConfig, parseConfig, type Env } from '../../src/config/load.js';
 import { ALL_ACTIONS } from '../../src/config/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'deployer-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function file(name: string, content: string): string {
   const path = join(dir, name);
   writeFileSync(path, content);
