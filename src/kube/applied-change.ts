@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { ManagedFields, type LiveObject } from './schemas.js';
 
 /**
@@ -14,10 +15,10 @@ export function changedByApply(before: LiveObject, after: LiveObject, manager: s
   const owned = [ownedBy(before, manager), ownedBy(after, manager)];
   const [was, is] = owned;
   if (is === undefined) return true;
-  if (JSON.stringify(canonical(was?.fields)) !== JSON.stringify(canonical(is.fields))) return true;
+  if (!isDeepStrictEqual(was?.fields, is.fields)) return true;
   const union = (pick: (o: Owned) => readonly string[]): string[] => [...new Set(owned.flatMap((o) => (o === undefined ? [] : pick(o))))];
   const keys = { top: union((o) => o.top), labels: union((o) => o.labels), annotations: union((o) => o.annotations) };
-  return JSON.stringify(answeredFor(before, keys)) !== JSON.stringify(answeredFor(after, keys));
+  return !isDeepStrictEqual(answeredFor(before, keys), answeredFor(after, keys));
 }
 
 interface Owned {
@@ -51,20 +52,9 @@ function answeredFor(object: LiveObject, keys: { top: string[]; labels: string[]
   const pick = (from: Record<string, unknown> | undefined, names: string[]): Record<string, unknown> =>
     Object.fromEntries(names.map((k) => [k, from?.[k] ?? null]));
   const body = object as Record<string, unknown>;
-  return canonical({
+  return {
     top: pick(body, keys.top),
     labels: pick(object.metadata.labels, keys.labels),
     annotations: pick(object.metadata.annotations, keys.annotations),
-  });
-}
-
-/** `value` with every object's keys in order, so that two JSON texts compare equal when the values are. */
-function canonical(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(
-    Object.keys(value)
-      .sort()
-      .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
-  );
+  };
 }
